@@ -141,3 +141,25 @@ def remove_heldout_overlap(bitext: Bitext, heldout: list[str], ngram: int = 8) -
             target.append(t)
     clean = Bitext(bitext.lang, source, target, bitext.origin, bitext.notes)
     return clean, DedupReport(len(source), dropped_exact, dropped_ngram)
+
+
+def training_bitext(lang: str, n_pairs: int | None = None, data_dir: Path | None = None,
+                    data_seed: int = 0) -> tuple[Bitext, DedupReport]:
+    """MAFAND bitext for `lang` with every NTREX overlap removed, then `n_pairs` drawn with a fixed seed.
+
+    The draw does not depend on the run seed, so all cells of a study see the same pairs.
+    """
+    from .clir import heldout_texts  # the held-out side of the study
+
+    clean, report = remove_heldout_overlap(load_mafand(lang, data_dir), heldout_texts(lang, data_dir))
+    if len(clean) == 0:
+        raise DataError(f"no training pairs left for '{lang}' after removing NTREX overlap")
+    if n_pairs is not None and n_pairs < len(clean):
+        import random
+
+        order = list(range(len(clean)))
+        random.Random(data_seed).shuffle(order)
+        keep = sorted(order[:n_pairs])
+        clean = Bitext(lang, [clean.source[i] for i in keep], [clean.target[i] for i in keep], clean.origin,
+                       clean.notes)
+    return clean, report

@@ -75,3 +75,11 @@ def trim_vocabulary(backbone, tokenizer, texts: list[str]):
     if backbone.config.pad_token_id is not None:
         backbone.config.pad_token_id = trimmed_tokenizer.pad_token_id
     return backbone, trimmed_tokenizer, kept
+
+
+def token_idf(tokenizer, texts: list[str], vocab_size: int) -> torch.Tensor:
+    """Smoothed inverse document frequency per token id, log((1 + N) / (1 + df)) + 1, over `texts`."""
+    df = torch.zeros(vocab_size)
+    for row in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        df[torch.tensor(sorted(set(row)), dtype=torch.long)] += 1
+    return torch.log((1 + len(texts)) / (1 + df)) + 1

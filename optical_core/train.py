@@ -1,0 +1,216 @@
+"""The distillation loop: one student, one objective, bitext only, a fixed budget.
+
+KD and OT runs with the same config and seed see the same pairs in the same batches; only the loss
+differs. The teacher is frozen and its English outputs are computed once per (texts, max_length).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from transformers import get_linear_schedule_with_warmup
+
+from .bitext import Bitext, DedupReport, training_bitext
+from .clir import load_ntrex
+from .encoders import Encoder, load_teacher
+from .losses import KDLoss, LossConfig, OTLoss
+from .ot import marginal_error
+from .students import Student, StudentSpec, build_student
+from .vocab import token_idf
+
+
+class TrainingCancelled(RuntimeError):
+    pass
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lang: str
+    student: StudentSpec
+    loss: LossConfig
+    n_pairs: int | None = 2000
+    epochs: int = 1
+    max_steps: int | None = None
+    batch_size: int = 32
+    max_length: int = 64
+    lr: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 0
+    device: str = "auto"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["student"] = StudentSpec(**d["student"])
+        d["loss"] = LossConfig(**d["loss"])
+        return TrainConfig(**d)
+
+
+@dataclass(frozen=True)
+class StepLog:
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
+    lr: float
+    elapsed_s: float
+    marginal_error: float | None = None
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    student: Student
+    bitext: Bitext
+    dedup: DedupReport
+    history: list[StepLog] = field(default_factory=list)
+    wall_time_s: float = 0.0
+    device: str = "cpu"
+
+
+def resolve_device(name: str = "auto") -> str:
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+@dataclass
+class TeacherTargets:
+    """Frozen teacher outputs for each English sentence: content-token vectors and the sentence embedding."""
+
+    tokens: list[torch.Tensor]
+    embeddings: torch.Tensor
+    input_ids: list[torch.Tensor]
+
+    def collate(self, index: list[int], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        tokens = pad_sequence([self.tokens[i] for i in index], batch_first=True).to(device)
+        lengths = torch.tensor([len(self.tokens[i]) for i in index])
+        mask = (torch.arange(tokens.shape[1])[None, :] < lengths[:, None]).to(device)
+        return tokens, mask, self.embeddings[index].to(device), [self.input_ids[i] for i in index]
+
+
+_TEACHER_CACHE: dict[tuple, TeacherTargets] = {}
+
+
+@torch.no_grad()
+def teacher_targets(teacher: Encoder, english: list[str], max_length: int, device, batch_size: int = 64) -> TeacherTargets:
+    key = (id(teacher), tuple(english), max_length)
+    if key in _TEACHER_CACHE:
+        return _TEACHER_CACHE[key]
+    tokens, embeddings, ids = [], [], []
+    for start in range(0, len(english), batch_size):
+        batch = teacher.tokenize(english[start : start + batch_size], max_length).to(device)
+        vectors = teacher.token_vectors(batch).float()
+        pooled = torch.nn.functional.normalize(
+            (vectors * batch.attention_mask[..., None]).sum(1) / batch.attention_mask.sum(1, keepdim=True), dim=-1)
+        embeddings.append(pooled.cpu())
+        for row, content, input_ids in zip(vectors, batch.content_mask.bool(), batch.input_ids):
+            tokens.append(row[content].cpu())
+            ids.append(input_ids[content].cpu())
+    targets = TeacherTargets(tokens, torch.cat(embeddings), ids)
+    _TEACHER_CACHE.clear()  # one language at a time is enough for a sweep
+    _TEACHER_CACHE[key] = targets
+    return targets
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _batches(n: int, batch_size: int, epochs: int, seed: int) -> list[tuple[int, list[int]]]:
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=generator).tolist()
+        out += [(epoch, order[i : i + batch_size]) for i in range(0, n, batch_size)]
+    return out
+
+
+def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | None = None,
+          on_step: Callable[[StepLog], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Distil one student. Raises TrainingCancelled if `should_stop()` turns true, NonFiniteLoss on NaN/Inf."""
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    teacher = teacher or load_teacher()
+    teacher.to(device)
+    bitext, dedup = training_bitext(config.lang, config.n_pairs, data_dir)
+    queries = load_ntrex(config.lang, data_dir).foreign  # in the vocabulary so test queries encode unchanged
+    seed_everything(config.seed)
+    student = build_student(config.student, teacher.hidden_size,
+                            vocab_texts=bitext.source + bitext.target + queries, seed=config.seed)
+    model = student.encoder.to(device).train()
+    targets = teacher_targets(teacher, bitext.target, config.max_length, device)
+
+    loss_cfg = config.loss
+    kd, ot_loss = KDLoss(), OTLoss(loss_cfg)
+    student_idf = teacher_idf = None
+    if loss_cfg.method == "ot" and loss_cfg.marginals == "idf":
+        student_idf = token_idf(model.tokenizer, bitext.source, len(model.tokenizer)).to(device)
+        teacher_idf = token_idf(teacher.tokenizer, bitext.target, len(teacher.tokenizer)).to(device)
+
+    plan = _batches(len(bitext), config.batch_size, config.epochs, config.seed)
+    if config.max_steps is not None:
+        plan = plan[: config.max_steps]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * len(plan)), len(plan))
+    use_amp = device.startswith("cuda")
+    result = TrainResult(config, student, bitext, dedup, device=device)
+
+    for step, (epoch, index) in enumerate(plan, start=1):
+        if should_stop and should_stop():
+            raise TrainingCancelled(f"cancelled at step {step - 1} of {len(plan)}")
+        batch = model.tokenize([bitext.source[i] for i in index], config.max_length).to(device)
+        t_tokens, t_mask, t_embedding, t_ids = targets.collate(index, device)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+            s_tokens = model.token_vectors(batch)
+        m_err = None
+        if loss_cfg.method == "kd":
+            loss = kd(s_tokens, batch.attention_mask, t_embedding)
+        else:
+            s_weights = student_idf[batch.input_ids] if student_idf is not None else None
+            t_weights = None
+            if teacher_idf is not None:
+                t_weights = pad_sequence([teacher_idf[ids.to(device)] for ids in t_ids], batch_first=True)
+            out = ot_loss(s_tokens, batch.content_mask, t_tokens, t_mask, s_weights, t_weights)
+            loss, m_err = out.loss, marginal_error(out.plan.detach(), out.a, out.b)
+            if loss_cfg.kd_weight:
+                loss = loss + loss_cfg.kd_weight * kd(s_tokens, batch.attention_mask, t_embedding)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"loss became {loss.item()} at step {step}; no checkpoint was written")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        log = StepLog(step, len(plan), epoch, loss.item(), scheduler.get_last_lr()[0],
+                      time.perf_counter() - started, m_err)
+        result.history.append(log)
+        if on_step:
+            on_step(log)
+    model.eval()
+    result.wall_time_s = time.perf_counter() - started
+    return result
