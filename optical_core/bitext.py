@@ -6,6 +6,7 @@ two-column TSV works the same way.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -143,6 +144,7 @@ def remove_heldout_overlap(bitext: Bitext, heldout: list[str], ngram: int = 8) -
     return clean, DedupReport(len(source), dropped_exact, dropped_ngram)
 
 
+@functools.lru_cache(maxsize=16)
 def training_bitext(lang: str, n_pairs: int | None = None, data_dir: Path | None = None,
                     data_seed: int = 0) -> tuple[Bitext, DedupReport]:
     """MAFAND bitext for `lang` with every NTREX overlap removed, then `n_pairs` drawn with a fixed seed.

@@ -8,6 +8,7 @@ Queries are low-resource-language text, documents are English. Two tasks:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def ntrex_languages(data_dir: Path | None = None) -> list[str]:
     return sorted(p.name.split(".")[1] for p in root.glob("newstest2019-ref.*.txt"))
 
 
+@functools.lru_cache(maxsize=16)
 def load_ntrex(lang: str, data_dir: Path | None = None) -> Ntrex:
     root = (data_dir or find_data_dir()) / NTREX_DIR
     ref = root / f"newstest2019-ref.{lang}.txt"

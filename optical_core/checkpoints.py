@@ -1,0 +1,196 @@
+"""Student checkpoints: atomic writes, safetensors + JSON only, loadable by plain transformers.
+
+Layout of `<root>/<name>/`: `config.json`, `model.safetensors`, tokenizer files (a standard Hugging
+Face checkpoint: `AutoModel.from_pretrained(path)` works with no project code), plus
+`projection.safetensors` when the student maps into the teacher's space, `manifest.json` (what made
+it) and `train_log.jsonl` (the loss curve). A checkpoint is built in a hidden temporary directory
+and renamed into place, so a crash mid-write leaves the previous version intact and nothing
+half-written is listed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .encoders import CheckpointError, Encoder, check_checkpoint_dir, load_backbone, load_tokenizer
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+PROJECTION = "projection.safetensors"
+TRAIN_LOG = "train_log.jsonl"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass
+class RunManifest:
+    """Everything needed to know what a checkpoint is and to reproduce it."""
+
+    name: str
+    method: str
+    lang: str
+    student: dict
+    loss: dict
+    train_config: dict
+    params_total: int
+    params_non_embedding: int
+    vocab_size: int
+    original_vocab_size: int
+    seed: int
+    steps: int
+    n_pairs: int
+    data: dict  # bitext sha256 and origin, held-out dedup report
+    versions: dict
+    git_commit: str
+    device: str
+    wall_time_s: float
+    created: str
+    notes: list[str] = field(default_factory=list)
+    format: int = MANIFEST_FORMAT
+
+    @staticmethod
+    def from_dict(d: dict) -> "RunManifest":
+        if not isinstance(d, dict):
+            raise CheckpointError("manifest.json is not a JSON object")
+        fmt = d.get("format", MANIFEST_FORMAT)
+        if not isinstance(fmt, int) or fmt > MANIFEST_FORMAT:
+            raise CheckpointError(f"manifest format {fmt} is newer than this app understands ({MANIFEST_FORMAT}); "
+                                  "update optical to read it")
+        known = RunManifest.__dataclass_fields__
+        try:
+            return RunManifest(**{k: v for k, v in d.items() if k in known})
+        except TypeError as err:
+            raise CheckpointError(f"manifest.json is incomplete ({err})") from None
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
+        raise CheckpointError(f"invalid checkpoint name {name!r}: use letters, digits, '.', '_' and '-' "
+                              "(no '/', no '..', not starting with '.')")
+    return name
+
+
+def checkpoint_path(root: Path | str, name: str) -> Path:
+    root = Path(root).resolve()
+    path = (root / validate_name(name)).resolve()
+    if path.parent != root:
+        raise CheckpointError(f"checkpoint name {name!r} escapes {root}")
+    return path
+
+
+def save_checkpoint(root: Path | str, encoder: Encoder, manifest: RunManifest, history: list[dict] | None = None,
+                    extra_files: dict[str, str] | None = None) -> Path:
+    """Write atomically to `<root>/<manifest.name>`, replacing any previous checkpoint of that name."""
+    target = checkpoint_path(root, manifest.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{manifest.name}-", dir=target.parent))
+    try:
+        encoder.backbone.save_pretrained(tmp, safe_serialization=True)
+        encoder.tokenizer.save_pretrained(tmp)
+        if encoder.projection is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in encoder.projection.state_dict().items()},
+                      str(tmp / PROJECTION))
+        with open(tmp / TRAIN_LOG, "w", encoding="utf-8") as log:
+            for row in history or []:
+                log.write(json.dumps(row) + "\n")
+        for filename, text in (extra_files or {}).items():
+            (tmp / filename).write_text(text, encoding="utf-8")
+        # The manifest goes last: a directory without one was never finished.
+        (tmp / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
+        old = None
+        if target.exists():
+            old = target.parent / f".old-{manifest.name}-{uuid.uuid4().hex[:8]}"
+            target.rename(old)
+        tmp.rename(target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def read_manifest(path: Path | str) -> RunManifest:
+    path = Path(path)
+    file = path / MANIFEST
+    if not file.is_file():
+        raise CheckpointError(f"{path}: manifest.json is missing (not an optical checkpoint, or never finished)")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{file}: not valid JSON ({err})") from None
+    return RunManifest.from_dict(data)
+
+
+def read_train_log(path: Path | str) -> list[dict]:
+    file = Path(path) / TRAIN_LOG
+    if not file.is_file():
+        return []
+    return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def load_checkpoint(path: Path | str) -> tuple[Encoder, RunManifest]:
+    """An optical checkpoint as (Encoder, manifest). Reads safetensors and JSON only."""
+    path = check_checkpoint_dir(path)
+    manifest = read_manifest(path)
+    encoder = Encoder(load_backbone(path), load_tokenizer(path))
+    if (path / PROJECTION).is_file():
+        try:
+            state = load_file(str(path / PROJECTION))
+            out_dim, in_dim = state["weight"].shape
+            projection = nn.Linear(in_dim, out_dim)
+            projection.load_state_dict(state)
+        except Exception as err:
+            raise CheckpointError(f"{path / PROJECTION}: unreadable projection ({err})") from None
+        encoder.projection = projection
+    return encoder.eval(), manifest
+
+
+@dataclass(frozen=True)
+class CheckpointEntry:
+    name: str
+    path: Path
+    manifest: RunManifest | None
+    error: str | None
+
+
+def list_checkpoints(root: Path | str) -> list[CheckpointEntry]:
+    """Every visible directory under `root`, with its manifest or the reason it cannot be read."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    entries = []
+    for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            check_checkpoint_dir(path)
+            entries.append(CheckpointEntry(path.name, path, read_manifest(path), None))
+        except CheckpointError as err:
+            entries.append(CheckpointEntry(path.name, path, None, str(err)))
+    return entries
+
+
+def delete_checkpoint(root: Path | str, name: str) -> None:
+    path = checkpoint_path(root, name)
+    if not path.is_dir():
+        raise CheckpointError(f"no checkpoint named {name!r} in {root}")
+    trash = path.parent / f".deleting-{name}-{uuid.uuid4().hex[:8]}"
+    path.rename(trash)  # disappears from listings at once, even if the removal below is interrupted
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def sweep_stale(root: Path | str) -> int:
+    """Remove leftovers of interrupted writes and deletions; returns how many were removed."""
+    root = Path(root)
+    stale = [p for p in root.glob(".*") if p.is_dir() and p.name.startswith((".tmp-", ".old-", ".deleting-"))]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return len(stale)

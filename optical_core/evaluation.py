@@ -1,0 +1,101 @@
+"""Scoring a student and the baselines on a CLIR collection, and the table that compares them.
+
+Baselines (each scored on the same queries as the student):
+- untrained: the student's initialisation before distillation (the floor);
+- oracle: the teacher reading the gold English translation of each query (the ceiling);
+- bm25: lexical BM25 between the LR query and the English documents;
+- teacher-raw: the teacher reading the LR query itself (no distillation at all);
+- me5: multilingual-e5-small off the shelf, "query: " / "passage: " prefixes, encoding both sides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .clir import ClirCollection
+from .encoders import Encoder, load_encoder
+from .me5_convert import convert as convert_me5
+from .retrieval import bm25_run, metrics_for, per_query_metrics, rank
+from .significance import mean_ci, paired_comparison
+
+QUERY_MAX_LENGTH = 64
+DOC_MAX_LENGTH = 256  # all-MiniLM-L6-v2's max_seq_length
+BASELINES = ("untrained", "oracle", "bm25", "teacher-raw", "me5")
+
+_DOC_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def document_embeddings(encoder: Encoder, collection: ClirCollection, device="cpu") -> torch.Tensor:
+    key = (id(encoder), encoder.prefix, collection.sha256())
+    if key not in _DOC_CACHE:
+        texts = list(collection.documents.values())
+        _DOC_CACHE[key] = encoder.encode(texts, batch_size=16, max_length=DOC_MAX_LENGTH, device=device)
+    return _DOC_CACHE[key]
+
+
+def dense_scores(query_encoder: Encoder, queries: dict[str, str], doc_embeddings: torch.Tensor,
+                 collection: ClirCollection, device="cpu") -> pd.DataFrame:
+    qids = list(queries)
+    q = query_encoder.encode([queries[i] for i in qids], max_length=QUERY_MAX_LENGTH, device=device)
+    run = rank(q, doc_embeddings, qids, list(collection.documents))
+    return per_query_metrics(collection.qrels, run, metrics_for(collection.name))
+
+
+def score_student(student: Encoder, teacher: Encoder, collection: ClirCollection, device="cpu") -> pd.DataFrame:
+    """Per-query metrics of a student: its LR query embeddings against the teacher's document embeddings."""
+    docs = document_embeddings(teacher, collection, device)
+    return dense_scores(student, collection.queries, docs, collection, device)
+
+
+def score_baselines(teacher: Encoder, collection: ClirCollection, untrained: Encoder | None = None,
+                    which: tuple[str, ...] = BASELINES, device="cpu") -> dict[str, pd.DataFrame]:
+    out = {}
+    metrics = metrics_for(collection.name)
+    if "untrained" in which and untrained is not None:
+        out["untrained"] = score_student(untrained, teacher, collection, device)
+    if "oracle" in which:
+        out["oracle"] = score_student(teacher, teacher, ClirCollection(
+            collection.name, "eng", collection.query_translations, collection.documents, collection.qrels,
+            collection.query_translations), device)
+    if "bm25" in which:
+        out["bm25"] = per_query_metrics(collection.qrels, bm25_run(collection.queries, collection.documents), metrics)
+    if "teacher-raw" in which:
+        out["teacher-raw"] = score_student(teacher, teacher, collection, device)
+    if "me5" in which:
+        me5_query = load_encoder(convert_me5(), prefix="query: ").to(device)
+        me5_passage = Encoder(me5_query.backbone, me5_query.tokenizer, prefix="passage: ")
+        docs = document_embeddings(me5_passage, collection, device)
+        out["me5"] = dense_scores(me5_query, collection.queries, docs, collection, device)
+    return out
+
+
+def summary_table(scores: dict[str, pd.DataFrame], reference: str | None = None, seed: int = 0) -> pd.DataFrame:
+    """One row per (system, metric): mean with bootstrap 95% CI over queries, n, and the paired
+    difference and randomisation p-value against `reference` (if given)."""
+    rows = []
+    for system, frame in scores.items():
+        for metric in [c for c in frame.columns if c != "qid"]:
+            mean, low, high = mean_ci(frame[metric].to_numpy(), seed=seed)
+            row = dict(system=system, metric=metric, mean=mean, ci_low=low, ci_high=high, n=len(frame))
+            if reference and reference in scores and system != reference:
+                ref = scores[reference].set_index("qid")[metric]
+                mine = frame.set_index("qid")[metric].reindex(ref.index)
+                cmp = paired_comparison(mine.to_numpy(), ref.to_numpy(), seed=seed)
+                row.update(diff_vs_ref=cmp.difference, diff_ci_low=cmp.ci_low, diff_ci_high=cmp.ci_high,
+                           p_vs_ref=cmp.p_value)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_per_query(scores: dict[str, pd.DataFrame], directory: Path | str) -> dict[str, str]:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for system, frame in scores.items():
+        path = directory / f"{system}.csv"
+        frame.to_csv(path, index=False)
+        paths[system] = str(path)
+    return paths

@@ -1,0 +1,270 @@
+"""The scaling study: a declarative grid of cells, a resumable sweep, and one tidy results table.
+
+A cell is (language, student family, size, method, seed). Methods: `kd`, `ot` (trained), `untrained`
+(the initialisation, the floor) and, once per language, the baselines of `evaluation.BASELINES`.
+Every finished cell leaves `cells/<id>/result.json` (written last, atomically): a rerun skips it. A
+failed cell leaves `failed.json` with its error; the sweep goes on and a rerun retries it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+import traceback
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from .atomic import atomic_write_bytes, atomic_write_text
+from .checkpoints import save_checkpoint
+from .clir import build_collection
+from .encoders import Encoder, load_teacher
+from .evaluation import score_baselines, score_student
+from .losses import LossConfig
+from .provenance import git_commit, library_versions, utc_now
+from .runs import manifest_for
+from .students import StudentSpec, build_student
+from .train import TrainConfig, train
+
+TRAINED = ("kd", "ot")
+BASELINE_SYSTEMS = ("oracle", "bm25", "teacher-raw", "me5")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One training budget for every cell of a sweep."""
+
+    n_pairs: int = 512
+    epochs: int = 1
+    batch_size: int = 32
+    max_length: int = 48
+    lr: float = 1e-4
+    warmup_ratio: float = 0.1
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    family: str
+    sizes: tuple[int, ...]
+    langs: tuple[str, ...]
+    seeds: tuple[int, ...] = (0,)
+    methods: tuple[str, ...] = ("kd", "ot")
+    init_path: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str
+    grids: tuple[GridSpec, ...]
+    budget: Budget = Budget()
+    ot: LossConfig = LossConfig(method="ot")
+    task: str = "headline"
+    baselines: tuple[str, ...] = BASELINE_SYSTEMS
+    keep_checkpoints: bool = True
+    device: str = "auto"
+    description: str = ""
+
+
+def load_sweep_config(path: Path | str) -> SweepConfig:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ValueError(f"{path}: cannot read sweep config ({err})") from None
+    grids = tuple(GridSpec(family=g["family"], sizes=tuple(g["sizes"]), langs=tuple(g["langs"]),
+                           seeds=tuple(g.get("seeds", [0])), methods=tuple(g.get("methods", ["kd", "ot"])),
+                           init_path=g.get("init_path")) for g in raw.get("grid", []))
+    if not grids:
+        raise ValueError(f"{path}: no [[grid]] table")
+    for g in grids:
+        unknown = set(g.methods) - set(TRAINED) - {"untrained"}
+        if unknown:
+            raise ValueError(f"{path}: unknown methods {sorted(unknown)}")
+    return SweepConfig(
+        name=raw.get("name", path.stem), grids=grids, budget=Budget(**raw.get("budget", {})),
+        ot=LossConfig(method="ot", **raw.get("ot", {})), task=raw.get("task", "headline"),
+        baselines=tuple(raw.get("baselines", BASELINE_SYSTEMS)), keep_checkpoints=raw.get("keep_checkpoints", True),
+        device=raw.get("device", "auto"), description=raw.get("description", ""))
+
+
+@dataclass(frozen=True)
+class Cell:
+    lang: str
+    family: str  # a student family, or "baseline"
+    method: str  # kd, ot, untrained, or a baseline system
+    layers: int = 0
+    seed: int = 0
+    init_path: str | None = None
+
+    @property
+    def id(self) -> str:
+        if self.family == "baseline":
+            return f"{self.lang}-baseline-{self.method}"
+        if self.method == "untrained":
+            return f"{self.lang}-{self.family}-L{self.layers}-untrained"
+        return f"{self.lang}-{self.family}-L{self.layers}-{self.method}-s{self.seed}"
+
+
+def grid_cells(config: SweepConfig) -> list[Cell]:
+    """All cells, grouped by language so that each language's teacher outputs are computed once."""
+    cells: list[Cell] = []
+    langs = list(dict.fromkeys(lang for g in config.grids for lang in g.langs))
+    for lang in langs:
+        cells += [Cell(lang, "baseline", system) for system in config.baselines]
+        for g in config.grids:
+            if lang not in g.langs:
+                continue
+            for layers in g.sizes:
+                cells.append(Cell(lang, g.family, "untrained", layers, init_path=g.init_path))
+                for seed in g.seeds:
+                    cells += [Cell(lang, g.family, m, layers, seed, g.init_path) for m in g.methods if m in TRAINED]
+    return list(dict.fromkeys(cells))
+
+
+def cell_status(out_dir: Path, cell: Cell) -> str:
+    d = out_dir / "cells" / cell.id
+    if (d / "result.json").is_file():
+        return "done"
+    if (d / "failed.json").is_file():
+        return "failed"
+    return "missing"
+
+
+def train_config_for(cell: Cell, config: SweepConfig) -> TrainConfig:
+    b = config.budget
+    loss = config.ot if cell.method == "ot" else LossConfig(method="kd")
+    return TrainConfig(lang=cell.lang, student=StudentSpec(cell.family, cell.layers, cell.init_path), loss=loss,
+                       n_pairs=b.n_pairs, epochs=b.epochs, batch_size=b.batch_size, max_length=b.max_length,
+                       lr=b.lr, warmup_ratio=b.warmup_ratio, seed=cell.seed, device=config.device)
+
+
+def run_cell(cell: Cell, config: SweepConfig, out_dir: Path, teacher: Encoder) -> dict:
+    """Run one cell and write its per-query scores and result.json; returns the result record."""
+    started = time.perf_counter()
+    cell_dir = out_dir / "cells" / cell.id
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    collection = build_collection(config.task, cell.lang)
+    record = dict(asdict(cell), cell_id=cell.id, task=config.task, n_queries=len(collection.queries))
+    if cell.family == "baseline":
+        scores = score_baselines(teacher, collection, which=(cell.method,))[cell.method]
+    else:
+        tc = train_config_for(cell, config)
+        if cell.method == "untrained":
+            from .bitext import training_bitext
+            from .clir import load_ntrex
+
+            bitext, _ = training_bitext(cell.lang, tc.n_pairs)
+            student = build_student(tc.student, teacher.hidden_size,
+                                    bitext.source + bitext.target + load_ntrex(cell.lang).foreign)
+            encoder, params = student.encoder, student.params
+        else:
+            result = train(tc, teacher=teacher)
+            encoder, params = result.student.encoder, result.student.params
+            manifest = manifest_for(result, "checkpoint")
+            atomic_write_text(cell_dir / "manifest.json", json.dumps(asdict(manifest), indent=2))
+            atomic_write_text(cell_dir / "train_log.jsonl",
+                              "".join(json.dumps(asdict(h)) + "\n" for h in result.history))
+            if config.keep_checkpoints:
+                save_checkpoint(cell_dir, encoder, manifest, [asdict(h) for h in result.history])
+            record.update(train_steps=len(result.history), final_loss=result.history[-1].loss,
+                          train_wall_time_s=round(result.wall_time_s, 2), n_pairs=len(result.bitext))
+        record.update(params_total=params.total, params_non_embedding=params.non_embedding,
+                      vocab_size=params.vocab_size)
+        scores = score_student(encoder, teacher, collection, device=next(encoder.parameters()).device)
+    scores.to_csv(cell_dir / "per_query.csv", index=False)
+    record.update(means=scores.drop(columns="qid").mean().to_dict(), per_query_file=f"cells/{cell.id}/per_query.csv",
+                  wall_time_s=round(time.perf_counter() - started, 2), finished=utc_now())
+    (cell_dir / "failed.json").unlink(missing_ok=True)
+    atomic_write_text(cell_dir / "result.json", json.dumps(record, indent=2))
+    return record
+
+
+def run_sweep(config: SweepConfig, out_dir: Path | str, on_cell: Callable[[int, int, Cell, str], None] | None = None,
+              executor: str = "local", retry_failed: bool = True) -> pd.DataFrame:
+    """Run every cell not yet done (failed ones too when `retry_failed`), then write the results table."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "sweep.json", json.dumps(
+        {"config": asdict(config), "versions": library_versions(), "git_commit": git_commit(),
+         "started": utc_now()}, indent=2, default=str))
+    cells = grid_cells(config)
+    todo = [c for c in cells if cell_status(out_dir, c) == "missing"
+            or (retry_failed and cell_status(out_dir, c) == "failed")]
+    if executor == "submitit":
+        _dispatch_submitit(todo, config, out_dir)
+    else:
+        teacher = load_teacher()
+        for i, cell in enumerate(todo, start=1):
+            if on_cell:
+                on_cell(i, len(todo), cell, "start")
+            try:
+                run_cell(cell, config, out_dir, teacher)
+                status = "done"
+            except Exception as err:  # one bad cell must not stop the study
+                atomic_write_text(out_dir / "cells" / cell.id / "failed.json", json.dumps(
+                    {"cell": asdict(cell), "error": f"{type(err).__name__}: {err}",
+                     "traceback": traceback.format_exc(), "when": utc_now()}, indent=2))
+                status = f"failed: {type(err).__name__}: {err}"
+            if on_cell:
+                on_cell(i, len(todo), cell, status)
+    return write_results(out_dir, cells)
+
+
+def _run_cell_job(cell: Cell, config: SweepConfig, out_dir: Path) -> str:
+    run_cell(cell, config, out_dir, load_teacher())
+    return cell.id
+
+
+def _dispatch_submitit(cells: list[Cell], config: SweepConfig, out_dir: Path) -> None:
+    """Cells are independent: hand them to submitit (Slurm, or local processes off-cluster)."""
+    try:
+        import submitit
+    except ImportError:
+        raise RuntimeError("executor 'submitit' needs `pip install submitit`") from None
+    executor = submitit.AutoExecutor(folder=out_dir / "submitit")
+    executor.update_parameters(timeout_min=120)
+    jobs = executor.map_array(_run_cell_job, cells, [config] * len(cells), [out_dir] * len(cells))
+    for job in jobs:
+        try:
+            job.result()
+        except Exception:
+            pass  # the cell's own failed.json (or its absence) tells; results are collected from disk
+
+
+def collect_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.DataFrame:
+    """Tidy table: one row per finished cell and metric."""
+    out_dir = Path(out_dir)
+    records = [json.loads(p.read_text()) for p in sorted((out_dir / "cells").glob("*/result.json"))]
+    if cells is not None:
+        wanted = {c.id for c in cells}
+        records = [r for r in records if r["cell_id"] in wanted]
+    rows = []
+    for r in records:
+        base = {k: r.get(k) for k in ("cell_id", "lang", "family", "method", "layers", "seed", "task", "n_queries",
+                                      "params_total", "params_non_embedding", "vocab_size", "per_query_file",
+                                      "train_wall_time_s", "final_loss")}
+        rows += [dict(base, metric=m, value=v) for m, v in r["means"].items()]
+    return pd.DataFrame(rows)
+
+
+def write_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.DataFrame:
+    out_dir = Path(out_dir)
+    table = collect_results(out_dir, cells)
+    atomic_write_text(out_dir / "results.csv", table.to_csv(index=False))
+    import io
+
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    atomic_write_bytes(out_dir / "results.parquet", buffer.getvalue())
+    failed = [c.id for c in (cells or []) if cell_status(out_dir, c) == "failed"]
+    atomic_write_text(out_dir / "status.json", json.dumps(
+        {"cells": len(cells or []), "done": int(table["cell_id"].nunique()) if len(table) else 0,
+         "failed": failed, "written": utc_now()}, indent=2))
+    return table
+
+
+def with_budget(config: SweepConfig, **changes) -> SweepConfig:
+    return replace(config, budget=replace(config.budget, **changes))
