@@ -42,6 +42,7 @@ class Budget:
     batch_size: int = 32
     max_length: int = 48
     lr: float = 1e-4
+    head_lr_multiplier: float = 10.0
     warmup_ratio: float = 0.1
 
 
@@ -138,7 +139,8 @@ def train_config_for(cell: Cell, config: SweepConfig) -> TrainConfig:
     loss = config.ot if cell.method == "ot" else LossConfig(method="kd")
     return TrainConfig(lang=cell.lang, student=StudentSpec(cell.family, cell.layers, cell.init_path), loss=loss,
                        n_pairs=b.n_pairs, epochs=b.epochs, batch_size=b.batch_size, max_length=b.max_length,
-                       lr=b.lr, warmup_ratio=b.warmup_ratio, seed=cell.seed, device=config.device)
+                       lr=b.lr, head_lr_multiplier=b.head_lr_multiplier, warmup_ratio=b.warmup_ratio,
+                       seed=cell.seed, device=config.device)
 
 
 def run_cell(cell: Cell, config: SweepConfig, out_dir: Path, teacher: Encoder) -> dict:

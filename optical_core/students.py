@@ -6,8 +6,10 @@ Families:
 - `hf`: any local Hugging Face checkpoint directory (mBERT, XLM-R, ...), truncated to `layers`.
 
 Sizes are the first L layers. The size axis is the NON-embedding parameter count (Kaplan et al., 2020):
-all parameters minus the token, position and token-type embedding tables. A projection into the
-teacher's space, present when the hidden sizes differ, is part of the student and of both counts.
+all parameters minus the token, position and token-type embedding tables. A linear projection into
+the teacher's space is part of the student and of both counts. It is always there when the widths
+differ and, by default, for every family other than the teacher's own (me5's 384-d space is not
+all-MiniLM's 384-d space, so an identity map would be meaningless).
 """
 
 from __future__ import annotations
@@ -32,6 +34,16 @@ class StudentSpec:
     layers: int
     init_path: str | None = None  # required for family "hf"
     trim_vocab: bool = True
+    # "auto": a learned linear map into the teacher's space unless the student IS the teacher's family
+    # (minilm) with the same width; "always" / "never" force it.
+    projection: str = "auto"
+
+    def needs_projection(self, student_hidden: int, teacher_hidden: int) -> bool:
+        if self.projection not in ("auto", "always", "never"):
+            raise ValueError(f"projection must be auto, always or never, not '{self.projection}'")
+        if student_hidden != teacher_hidden or self.projection == "always":
+            return True
+        return self.projection == "auto" and self.family != "minilm"
 
     @property
     def name(self) -> str:
@@ -87,7 +99,7 @@ def build_student(spec: StudentSpec, teacher_hidden: int, vocab_texts: list[str]
         backbone, tokenizer, kept = trim_vocabulary(backbone, tokenizer, vocab_texts)
         notes.append(f"vocabulary trimmed from {original_vocab} to {len(kept)} pieces used by the study's texts")
     projection = None
-    if backbone.config.hidden_size != teacher_hidden:
+    if spec.needs_projection(backbone.config.hidden_size, teacher_hidden):
         torch.manual_seed(seed)
         projection = nn.Linear(backbone.config.hidden_size, teacher_hidden)
     encoder = Encoder(backbone, tokenizer, projection)

@@ -43,6 +43,7 @@ class TrainConfig:
     batch_size: int = 32
     max_length: int = 64
     lr: float = 5e-5
+    head_lr_multiplier: float = 10.0  # the projection starts from scratch, the backbone does not
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     seed: int = 0
@@ -175,7 +176,11 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
     plan = _batches(len(bitext), config.batch_size, config.epochs, config.seed)
     if config.max_steps is not None:
         plan = plan[: config.max_steps]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    head = list(model.projection.parameters()) if model.projection is not None else []
+    groups = [{"params": list(model.backbone.parameters()), "lr": config.lr}]
+    if head:
+        groups.append({"params": head, "lr": config.lr * config.head_lr_multiplier})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * len(plan)), len(plan))
     use_amp = device.startswith("cuda")
     result = TrainResult(config, student, bitext, dedup, device=device)

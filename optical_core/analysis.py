@@ -1,0 +1,161 @@
+"""From the sweep's per-query scores to the answer: gains with CIs, the slope on size, a verdict.
+
+Gain = (OT - KD) / KD of a metric's mean, per (family, size, language), over seeds. Its 95% CI is a
+paired bootstrap that resamples seeds and queries together (OT and KD share seeds, batches and
+queries). The scaling effect is an OLS slope of the gain on log10(non-embedding params): pooled over
+languages (with a per-language intercept) and per language, with a t-based 95% CI and p-value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+GROUP = ["family", "layers", "lang"]
+
+
+def _per_query_matrix(out_dir: Path, rows: pd.DataFrame, metric: str) -> tuple[np.ndarray, list[int]]:
+    """[seeds, queries] matrix of a metric, rows ordered by seed, queries by qid."""
+    rows = rows.sort_values("seed")
+    frames = [pd.read_csv(out_dir / f).sort_values("qid")[metric].to_numpy() for f in rows["per_query_file"]]
+    return np.vstack(frames), rows["seed"].tolist()
+
+
+def _bootstrap_indices(n_seeds: int, n_queries: int, n_boot: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    return rng.integers(0, n_seeds, (n_boot, n_seeds)), rng.integers(0, n_queries, (n_boot, n_queries))
+
+
+def _resampled_means(matrix: np.ndarray, seeds_idx: np.ndarray, query_idx: np.ndarray) -> np.ndarray:
+    # mean over resampled seeds of the mean over resampled queries
+    per_seed = np.stack([matrix[:, q].mean(axis=1) for q in query_idx])  # [boot, seeds]
+    return np.take_along_axis(per_seed, seeds_idx, axis=1).mean(axis=1)
+
+
+def accuracy_table(results: pd.DataFrame, out_dir: Path | str, metric: str = "mrr@10", n_boot: int = 1000,
+                   seed: int = 0) -> pd.DataFrame:
+    """Mean metric per (family, size, language, method) over seeds, with a seed x query bootstrap CI."""
+    out_dir, rng = Path(out_dir), np.random.default_rng(seed)
+    trained = results[(results.metric == metric) & (results.family != "baseline")]
+    rows = []
+    for key, group in trained.groupby(GROUP + ["method"], sort=True):
+        matrix, seeds = _per_query_matrix(out_dir, group, metric)
+        s_idx, q_idx = _bootstrap_indices(*matrix.shape, n_boot, rng)
+        boot = _resampled_means(matrix, s_idx, q_idx)
+        rows.append(dict(zip(GROUP + ["method"], key), metric=metric, mean=matrix.mean(),
+                         ci_low=np.percentile(boot, 2.5), ci_high=np.percentile(boot, 97.5), n_seeds=len(seeds),
+                         n_queries=matrix.shape[1], params_total=int(group.params_total.iloc[0]),
+                         params_non_embedding=int(group.params_non_embedding.iloc[0])))
+    return pd.DataFrame(rows)
+
+
+def gain_table(results: pd.DataFrame, out_dir: Path | str, metric: str = "mrr@10", n_boot: int = 1000,
+               seed: int = 0) -> pd.DataFrame:
+    """Relative gain (OT - KD) / KD and absolute difference per (family, size, language), with 95% CIs."""
+    out_dir, rng = Path(out_dir), np.random.default_rng(seed)
+    sub = results[(results.metric == metric) & results.method.isin(["kd", "ot"])]
+    rows = []
+    for key, group in sub.groupby(GROUP, sort=True):
+        kd_rows, ot_rows = group[group.method == "kd"], group[group.method == "ot"]
+        common = sorted(set(kd_rows.seed) & set(ot_rows.seed))
+        if not common:
+            continue
+        kd, _ = _per_query_matrix(out_dir, kd_rows[kd_rows.seed.isin(common)], metric)
+        ot, _ = _per_query_matrix(out_dir, ot_rows[ot_rows.seed.isin(common)], metric)
+        s_idx, q_idx = _bootstrap_indices(*kd.shape, n_boot, rng)  # the same draws for both: paired
+        kd_boot, ot_boot = _resampled_means(kd, s_idx, q_idx), _resampled_means(ot, s_idx, q_idx)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gain_boot = (ot_boot - kd_boot) / kd_boot
+        kd_mean, ot_mean = kd.mean(), ot.mean()
+        rows.append(dict(zip(GROUP, key), metric=metric, n_seeds=len(common), n_queries=kd.shape[1],
+                         params_total=int(group.params_total.iloc[0]),
+                         params_non_embedding=int(group.params_non_embedding.iloc[0]),
+                         kd_mean=kd_mean, ot_mean=ot_mean,
+                         gain=(ot_mean - kd_mean) / kd_mean if kd_mean > 0 else np.nan,
+                         gain_ci_low=np.nanpercentile(gain_boot, 2.5), gain_ci_high=np.nanpercentile(gain_boot, 97.5),
+                         abs_diff=ot_mean - kd_mean, abs_ci_low=np.percentile(ot_boot - kd_boot, 2.5),
+                         abs_ci_high=np.percentile(ot_boot - kd_boot, 97.5)))
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class Slope:
+    scope: str  # "pooled" or a language
+    y: str
+    slope: float  # change in y per 10x non-embedding parameters
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n: int
+
+    @property
+    def spans_zero(self) -> bool:
+        return not (self.ci_low > 0 or self.ci_high < 0)
+
+
+def ols_slope(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, scope: str = "", y_name: str = "",
+              level: float = 0.95) -> Slope:
+    """OLS slope of y on x, with one intercept per group when `groups` is given; t-based CI and p."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    levels = np.unique(groups[keep]) if groups is not None else np.array([0])
+    intercepts = (np.asarray(groups)[keep][:, None] == levels[None, :]).astype(float) if groups is not None \
+        else np.ones((len(x), 1))
+    design = np.column_stack([x, intercepts])
+    dof = len(y) - design.shape[1]
+    if dof < 1 or np.ptp(x) == 0:
+        return Slope(scope, y_name, float("nan"), float("nan"), float("nan"), float("nan"), len(y))
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    residual = y - design @ coef
+    sigma2 = residual @ residual / dof
+    se = float(np.sqrt(sigma2 * np.linalg.inv(design.T @ design)[0, 0]))
+    t_crit = stats.t.ppf(0.5 + level / 2, dof)
+    if se == 0:
+        p = 0.0 if coef[0] != 0 else 1.0
+    else:
+        p = float(2 * stats.t.sf(abs(coef[0] / se), dof))
+    return Slope(scope, y_name, float(coef[0]), float(coef[0] - t_crit * se), float(coef[0] + t_crit * se), p, len(y))
+
+
+def scaling_slopes(gains: pd.DataFrame, y: str = "gain") -> list[Slope]:
+    """Slope of `y` on log10(non-embedding params): pooled (per-language intercepts), then per language."""
+    x = np.log10(gains.params_non_embedding.to_numpy(dtype=float))
+    out = [ols_slope(x, gains[y].to_numpy(), gains.lang.to_numpy(), "pooled", y)]
+    for lang, g in gains.groupby("lang"):
+        out.append(ols_slope(np.log10(g.params_non_embedding.to_numpy(dtype=float)), g[y].to_numpy(), None, lang, y))
+    return out
+
+
+def verdict(slopes: list[Slope], gains: pd.DataFrame, metric: str, family: str, budget_note: str = "") -> str:
+    """A paragraph stating the answer the numbers support, and no more."""
+    pooled = next(s for s in slopes if s.scope == "pooled")
+    sizes = sorted(gains.params_non_embedding.unique())
+    langs = sorted(gains.lang.unique())
+    mean_gain = gains.gain.mean()
+    head = (f"Across {len(sizes)} {family} student sizes ({sizes[0] / 1e6:.1f}M to {sizes[-1] / 1e6:.1f}M "
+            f"non-embedding parameters) and {len(langs)} languages ({', '.join(langs)}), the relative gain of OT "
+            f"over KD in {metric} averages {mean_gain:+.1%}.")
+    if not np.isfinite(pooled.slope):
+        body = " There are too few sizes to estimate how the gain changes with size."
+    elif pooled.spans_zero:
+        body = (f" Its slope on log10(non-embedding params) is {pooled.slope:+.3f} per 10x parameters "
+                f"(95% CI {pooled.ci_low:+.3f} to {pooled.ci_high:+.3f}, p = {pooled.p_value:.2g}, n = {pooled.n}): "
+                "no detectable effect of student size on the OT-vs-KD gain.")
+    else:
+        direction = "grows" if pooled.slope > 0 else "shrinks"
+        body = (f" The gain {direction} with student size: slope {pooled.slope:+.3f} per 10x non-embedding "
+                f"parameters (95% CI {pooled.ci_low:+.3f} to {pooled.ci_high:+.3f}, p = {pooled.p_value:.2g}, "
+                f"n = {pooled.n}).")
+    per_lang = [s for s in slopes if s.scope != "pooled" and np.isfinite(s.slope)]
+    detected = [s.scope for s in per_lang if not s.spans_zero]
+    tail = (f" Per language, the slope's CI excludes zero for {', '.join(detected)}." if detected
+            else " Per language, no slope's CI excludes zero.") if per_lang else ""
+    return head + body + tail + (f" {budget_note}" if budget_note else "")
+
+
+def slopes_frame(slopes: list[Slope]) -> pd.DataFrame:
+    return pd.DataFrame([asdict(s) | {"spans_zero": s.spans_zero} for s in slopes])

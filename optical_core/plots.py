@@ -1,0 +1,112 @@
+"""Plotly figures of the study. Pure functions: tables in, figures out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+METHOD_COLOURS = {"kd": "#1f77b4", "ot": "#d62728", "untrained": "#7f7f7f"}
+AXIS_LABELS = {"params_non_embedding": "non-embedding parameters", "params_total": "total parameters"}
+
+
+def _band(x, low, high, colour, name, legendgroup, row=None, col=None):
+    return go.Scatter(x=list(x) + list(x)[::-1], y=list(high) + list(low)[::-1], fill="toself",
+                      fillcolor=colour, opacity=0.2, line=dict(width=0), hoverinfo="skip", showlegend=False,
+                      name=f"{name} 95% CI", legendgroup=legendgroup)
+
+
+def accuracy_figure(acc: pd.DataFrame, axis: str = "params_non_embedding", facet_by_lang: bool = True,
+                    title: str | None = None) -> go.Figure:
+    """Metric vs student size, one line per method with a 95% CI band, a panel per language."""
+    langs = sorted(acc.lang.unique()) if facet_by_lang else ["all"]
+    fig = make_subplots(rows=1, cols=len(langs), subplot_titles=langs, shared_yaxes=True)
+    for c, lang in enumerate(langs, start=1):
+        sub = acc if lang == "all" else acc[acc.lang == lang]
+        for method, g in sub.groupby("method"):
+            g = g.groupby(axis, as_index=False)[["mean", "ci_low", "ci_high"]].mean().sort_values(axis)
+            colour = METHOD_COLOURS.get(method, "#2ca02c")
+            fig.add_trace(_band(g[axis], g.ci_low, g.ci_high, colour, method, method), row=1, col=c)
+            fig.add_trace(go.Scatter(x=g[axis], y=g["mean"], mode="lines+markers", name=method, legendgroup=method,
+                                     showlegend=c == 1, line=dict(color=colour),
+                                     hovertemplate=f"{method}<br>%{{x:.3s}} params<br>%{{y:.3f}}<extra></extra>"),
+                          row=1, col=c)
+        fig.update_xaxes(type="log", title_text=AXIS_LABELS.get(axis, axis), row=1, col=c)
+    metric = acc.metric.iloc[0] if len(acc) else ""
+    fig.update_yaxes(title_text=metric, row=1, col=1)
+    fig.update_layout(title=title or f"{metric} vs student size", height=380, margin=dict(t=60, l=40, r=20, b=40))
+    return fig
+
+
+def gain_figure(gains: pd.DataFrame, axis: str = "params_non_embedding", y: str = "gain",
+                title: str | None = None) -> go.Figure:
+    """OT-vs-KD gain vs student size: one line per language with 95% CI error bars, zero marked."""
+    low, high = ("gain_ci_low", "gain_ci_high") if y == "gain" else ("abs_ci_low", "abs_ci_high")
+    fig = go.Figure()
+    for i, (lang, g) in enumerate(gains.sort_values(axis).groupby("lang")):
+        fig.add_trace(go.Scatter(
+            x=g[axis], y=g[y], mode="lines+markers", name=lang, line=dict(color=qualitative.D3[i % 10]),
+            error_y=dict(type="data", symmetric=False, array=g[high] - g[y], arrayminus=g[y] - g[low]),
+            hovertemplate=f"{lang}<br>%{{x:.3s}} params<br>{y} %{{y:.3f}}<extra></extra>"))
+    pooled = gains.groupby(axis, as_index=False)[y].mean()
+    fig.add_trace(go.Scatter(x=pooled[axis], y=pooled[y], mode="lines", name="mean over languages",
+                             line=dict(color="black", dash="dash", width=3)))
+    fig.add_hline(y=0, line=dict(color="grey", width=1))
+    fig.update_xaxes(type="log", title_text=AXIS_LABELS.get(axis, axis))
+    fig.update_yaxes(title_text="(OT - KD) / KD" if y == "gain" else "OT - KD", tickformat=".0%" if y == "gain" else None)
+    metric = gains.metric.iloc[0] if len(gains) else ""
+    fig.update_layout(title=title or f"OT-vs-KD gain in {metric} vs student size", height=420,
+                      margin=dict(t=60, l=40, r=20, b=40))
+    return fig
+
+
+def transport_heatmap(matrix, lr_tokens: list[str], en_tokens: list[str], cost=None, title: str = "",
+                      value_name: str = "mass") -> go.Figure:
+    """A token-by-token matrix (plan or cost): integer axes with token tick labels, so repeated tokens
+    are not merged; hover shows both tokens, the value and (for a plan) the cost."""
+    import numpy as np
+
+    z = np.asarray(matrix, dtype=float)
+    custom = np.asarray(cost, dtype=float) if cost is not None else np.zeros_like(z)
+    hover = "LR %{y}: %{customdata[0]}<br>EN %{x}: %{customdata[1]}<br>" + value_name + " %{z:.4f}"
+    if cost is not None:
+        hover += "<br>cost %{customdata[2]:.3f}"
+    data = np.empty(z.shape + (3,), dtype=object)
+    data[..., 0] = np.array(lr_tokens, dtype=object)[:, None]
+    data[..., 1] = np.array(en_tokens, dtype=object)[None, :]
+    data[..., 2] = custom
+    fig = go.Figure(go.Heatmap(z=z, x=list(range(len(en_tokens))), y=list(range(len(lr_tokens))), customdata=data,
+                               hovertemplate=hover + "<extra></extra>",
+                               colorscale="Blues" if value_name == "mass" else "Viridis"))
+    fig.update_xaxes(tickvals=list(range(len(en_tokens))), ticktext=en_tokens, tickangle=-60, title_text="English (teacher)")
+    fig.update_yaxes(tickvals=list(range(len(lr_tokens))), ticktext=lr_tokens, autorange="reversed",
+                     title_text="LR (student)")
+    fig.update_layout(title=title, height=max(300, 22 * len(lr_tokens) + 160), margin=dict(t=50, l=80, r=20, b=80))
+    return fig
+
+
+def loss_curve_figure(histories: dict[str, list[dict]], title: str = "Training loss") -> go.Figure:
+    fig = go.Figure()
+    for name, history in histories.items():
+        fig.add_trace(go.Scatter(x=[h["step"] for h in history], y=[h["loss"] for h in history], mode="lines",
+                                 name=name))
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title="loss", height=320, margin=dict(t=50, b=40))
+    return fig
+
+
+def export_figure(fig: go.Figure, path_without_suffix: Path | str, png: bool = True) -> list[Path]:
+    """HTML always; PNG through kaleido when a Chrome/Chromium is available (else skipped, said in the return)."""
+    base = Path(path_without_suffix)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    written = [base.with_suffix(".html")]
+    fig.write_html(written[0], include_plotlyjs="cdn")
+    if png:
+        try:
+            fig.write_image(base.with_suffix(".png"), width=1100, height=fig.layout.height or 450, scale=1)
+            written.append(base.with_suffix(".png"))
+        except Exception:  # kaleido needs a Chrome binary; HTML is the portable export
+            pass
+    return written
