@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from .clir import ClirCollection
+from .corpora import sha256_of_lines
 from .encoders import Encoder, load_encoder
 from .me5_convert import convert as convert_me5
 from .retrieval import bm25_run, metrics_for, per_query_metrics, rank
@@ -29,7 +30,7 @@ _DOC_CACHE: dict[tuple, torch.Tensor] = {}
 
 
 def document_embeddings(encoder: Encoder, collection: ClirCollection, device="cpu") -> torch.Tensor:
-    key = (id(encoder), encoder.prefix, collection.sha256())
+    key = (id(encoder), encoder.prefix, sha256_of_lines(list(collection.documents.values())))
     if key not in _DOC_CACHE:
         texts = list(collection.documents.values())
         _DOC_CACHE[key] = encoder.encode(texts, batch_size=16, max_length=DOC_MAX_LENGTH, device=device)

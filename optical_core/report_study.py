@@ -1,0 +1,73 @@
+"""The study's answer from a finished sweep directory: tables, slopes, verdict and figures."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .analysis import accuracy_table, gain_table, scaling_slopes, slopes_frame, verdict
+from .atomic import atomic_write_text
+from .plots import accuracy_figure, export_figure, gain_figure
+
+
+@dataclass
+class StudySummary:
+    metric: str
+    results: pd.DataFrame
+    accuracy: pd.DataFrame
+    gains: pd.DataFrame
+    slopes: pd.DataFrame
+    verdict: str
+    families: dict[str, str]  # family -> its verdict
+    sweep: dict  # sweep.json: config, versions, commit
+    baselines: pd.DataFrame
+
+
+def budget_note(sweep: dict) -> str:
+    b = (sweep.get("config") or {}).get("budget") or {}
+    if not b:
+        return ""
+    steps = -(-b["n_pairs"] // b["batch_size"]) * b["epochs"]
+    return (f"Budget: {b['n_pairs']} bitext pairs x {b['epochs']} epochs ({steps} steps of batch {b['batch_size']}, "
+            f"max length {b['max_length']}) per student - a small, CPU-sized setting.")
+
+
+def analyse_sweep(sweep_dir: Path, metric: str = "mrr@10", export_to: Path | None = None,
+                  n_boot: int = 1000) -> StudySummary:
+    sweep_dir = Path(sweep_dir)
+    results = pd.read_csv(sweep_dir / "results.csv")
+    sweep = json.loads((sweep_dir / "sweep.json").read_text()) if (sweep_dir / "sweep.json").is_file() else {}
+    accuracy = accuracy_table(results, sweep_dir, metric, n_boot)
+    gains = gain_table(results, sweep_dir, metric, n_boot)
+    note = budget_note(sweep)
+    families, slope_frames = {}, []
+    for family, g in gains.groupby("family"):
+        s = scaling_slopes(g)
+        families[family] = verdict(s, g, metric, family, note)
+        slope_frames.append(slopes_frame(s).assign(family=family))
+    slopes = pd.concat(slope_frames, ignore_index=True) if slope_frames else pd.DataFrame()
+    main_family = "me5" if "me5" in families else next(iter(families), "")
+    baselines = results[(results.family == "baseline") & (results.metric == metric)][["lang", "method", "value"]]
+    summary = StudySummary(metric, results, accuracy, gains, slopes, families.get(main_family, "No finished OT/KD pairs yet."),
+                           families, sweep, baselines)
+    if export_to is not None:
+        export_summary(summary, Path(export_to))
+    return summary
+
+
+def export_summary(summary: StudySummary, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    summary.accuracy.to_csv(out / "accuracy.csv", index=False)
+    summary.gains.to_csv(out / "gains.csv", index=False)
+    summary.slopes.to_csv(out / "slopes.csv", index=False)
+    atomic_write_text(out / "verdict.md", "\n\n".join(f"**{f}**: {v}" for f, v in summary.families.items()) + "\n")
+    for family in summary.gains.family.unique():
+        export_figure(gain_figure(summary.gains[summary.gains.family == family],
+                                  title=f"{family}: OT-vs-KD gain in {summary.metric} vs student size"),
+                      out / f"gain_vs_size_{family}")
+        export_figure(accuracy_figure(summary.accuracy[summary.accuracy.family == family],
+                                      title=f"{family}: {summary.metric} vs student size"),
+                      out / f"accuracy_vs_size_{family}")

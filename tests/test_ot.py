@@ -1,0 +1,116 @@
+import warnings
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from optical_core.losses import LossConfig, OTLoss
+from optical_core.ot import cost_matrix, marginals, transport_cost, transport_plan
+
+
+def random_masked_problem(seed, batch=6, n=9, m=7, d=16):
+    g = torch.Generator().manual_seed(seed)
+    s, t = torch.randn(batch, n, d, generator=g), torch.randn(batch, m, d, generator=g)
+    s_len = torch.randint(1, n + 1, (batch,), generator=g)
+    t_len = torch.randint(1, m + 1, (batch,), generator=g)
+    s_mask = torch.arange(n)[None] < s_len[:, None]
+    t_mask = torch.arange(m)[None] < t_len[:, None]
+    return s, t, s_mask, t_mask
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batched_plan_and_cost_match_pot_per_pair(seed):
+    s, t, sm, tm = random_masked_problem(seed)
+    C = cost_matrix(s, t)
+    a, b = marginals(sm), marginals(tm)
+    P = transport_plan(C, a, b, reg=0.1, max_iter=2000, tol=1e-9)
+    for i in range(len(C)):
+        n, m = int(sm[i].sum()), int(tm[i].sum())
+        args = (a[i, :n].double().numpy(), b[i, :m].double().numpy(), C[i, :n, :m].double().numpy(), 0.1)
+        ref = ot.sinkhorn(*args, method="sinkhorn_log", stopThr=1e-9, numItermax=3000)
+        np.testing.assert_allclose(P[i, :n, :m].numpy(), ref, atol=2e-5)
+        assert P[i, n:].abs().sum() == 0 and P[i, :, m:].abs().sum() == 0  # padding carries no mass
+        ref_cost = float((ref * args[2]).sum())
+        assert abs(transport_cost(P, C)[i].item() - ref_cost) < 1e-4
+
+
+def test_cost_approaches_exact_ot_as_regularisation_shrinks():
+    s, t, sm, tm = random_masked_problem(7, batch=1, n=6, m=6)
+    C = cost_matrix(s, t)
+    a, b = marginals(sm), marginals(tm)
+    n, m = int(sm.sum()), int(tm.sum())
+    exact = ot.emd2(a[0, :n].double().numpy(), b[0, :m].double().numpy(), C[0, :n, :m].double().numpy())
+    gaps = [transport_cost(transport_plan(C, a, b, reg=r, max_iter=5000, tol=1e-7), C).item() - exact
+            for r in (0.5, 0.1, 0.01)]
+    assert gaps[0] > gaps[1] > gaps[2] >= -1e-4
+    assert gaps[2] < 0.02
+
+
+def test_small_regularisation_gives_a_real_plan_not_zeros_or_nan():
+    s, t, sm, tm = random_masked_problem(3)
+    C = cost_matrix(s, t)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numerical warning may escape
+        P = transport_plan(C, marginals(sm), marginals(tm), reg=1e-3, max_iter=200)
+    assert torch.isfinite(P).all()
+    np.testing.assert_allclose(P.sum(dim=(1, 2)).numpy(), 1.0, atol=1e-3)
+    assert (transport_cost(P, C) > 0).all()
+
+
+def test_plain_pot_sinkhorn_in_float32_fails_where_ours_does_not():
+    # The documented trap (FIELD_NOTES): float32 + small reg + plain Sinkhorn returns a zero plan.
+    s, t, sm, tm = random_masked_problem(5, batch=1, n=8, m=8)
+    C = cost_matrix(s, t)[0]
+    a = b = torch.full((8,), 1 / 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = ot.sinkhorn(a, b, C, 0.005, method="sinkhorn")
+    ours = transport_plan(C[None], a[None], b[None], reg=0.005)
+    assert not torch.isfinite(plain).all() or plain.sum() < 0.5
+    assert abs(ours.sum().item() - 1) < 1e-3
+
+
+def test_all_padding_row_is_a_clear_error():
+    with pytest.raises(ValueError, match="no token with positive mass"):
+        marginals(torch.tensor([[True, True], [False, False]]))
+
+
+def test_length_one_sequences_transport_all_mass_to_one_token():
+    s, t = torch.randn(1, 1, 8), torch.randn(1, 3, 8)
+    C = cost_matrix(s, t)
+    P = transport_plan(C, marginals(torch.ones(1, 1)), marginals(torch.ones(1, 3)), reg=0.05)
+    np.testing.assert_allclose(P[0, 0].numpy(), [1 / 3] * 3, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_token_vectors_give_a_finite_float32_loss(dtype):
+    s, t, sm, tm = random_masked_problem(1)
+    out = OTLoss(LossConfig(method="ot", reg=0.01))(s.to(dtype), sm, t.to(dtype), tm)
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss) and out.loss > 0
+
+
+@pytest.mark.parametrize("plan_gradient", ["detach", "autodiff"])
+def test_loss_gradient_reaches_the_student_tokens(plan_gradient):
+    s, t, sm, tm = random_masked_problem(2)
+    s.requires_grad_(True)
+    out = OTLoss(LossConfig(method="ot", plan_gradient=plan_gradient))(s, sm, t, tm)
+    out.loss.backward()
+    assert torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0
+    assert s.grad[~sm].abs().max() == 0  # padded tokens get no gradient
+
+
+def test_detached_plan_gradient_equals_the_plan():
+    # d<P, C>/dC with P held fixed is P itself (the envelope gradient of entropic OT).
+    s, t, sm, tm = random_masked_problem(4)
+    C = cost_matrix(s, t).requires_grad_(True)
+    a, b = marginals(sm), marginals(tm)
+    P = transport_plan(C, a, b)
+    transport_cost(P, C).sum().backward()
+    assert torch.allclose(C.grad, P, atol=1e-7)
+
+
+def test_sqeuclidean_cost_matches_pot_dist():
+    s, t, _, _ = random_masked_problem(6, batch=1)
+    C = cost_matrix(s, t, "sqeuclidean")[0]
+    np.testing.assert_allclose(C.numpy(), ot.dist(s[0].numpy(), t[0].numpy()), rtol=1e-4, atol=1e-3)
