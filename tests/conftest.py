@@ -34,3 +34,21 @@ def write(path: Path, data) -> Path:
     else:
         path.write_text(data, encoding="utf-8")
     return path
+
+
+def tiny_config(method="kd", family="minilm", layers=1, n_pairs=48, seed=0, **loss):
+    from optical_core.losses import LossConfig
+    from optical_core.students import StudentSpec
+    from optical_core.train import TrainConfig
+
+    return TrainConfig(lang="hau", student=StudentSpec(family, layers), loss=LossConfig(method=method, **loss),
+                       n_pairs=n_pairs, epochs=1, batch_size=16, max_length=32, lr=1e-4, seed=seed, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, teacher):
+    """A real (tiny) OT run on the me5 family, saved: it has a projection and a trimmed vocabulary."""
+    from optical_core.runs import train_and_save
+
+    root = tmp_path_factory.mktemp("ckpts")
+    return train_and_save(tiny_config("ot", "me5", 1, n_pairs=32), root, "tiny-me5-ot", teacher=teacher)

@@ -1,0 +1,115 @@
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from optical_core.checkpoints import (CheckpointError, checkpoint_path, delete_checkpoint, list_checkpoints,
+                                      load_checkpoint, read_manifest, read_train_log, save_checkpoint, sweep_stale)
+
+
+def copy(src, root, name):
+    dest = root / name
+    shutil.copytree(src, dest)
+    return dest
+
+
+def test_checkpoint_reloads_bit_identically(tiny_checkpoint):
+    encoder, manifest = load_checkpoint(tiny_checkpoint)
+    saved = load_file(str(tiny_checkpoint / "model.safetensors"))
+    for name, tensor in encoder.backbone.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
+    assert encoder.projection is not None  # me5 family maps into the teacher's space
+    assert manifest.method == "ot" and manifest.lang == "hau" and manifest.steps == 2
+    assert manifest.data["bitext_sha256"] and manifest.versions["torch"] and manifest.git_commit
+    assert manifest.loss["plan_gradient"] == "detach" and manifest.vocab_size < manifest.original_vocab_size
+    assert len(read_train_log(tiny_checkpoint)) == 2
+
+
+def test_checkpoint_encodes_the_same_after_reload(tiny_checkpoint):
+    a, _ = load_checkpoint(tiny_checkpoint)
+    b, _ = load_checkpoint(tiny_checkpoint)
+    texts = ["Habari za asubuhi", "Rais amewasili Nairobi"]
+    assert torch.equal(a.encode(texts), b.encode(texts))
+
+
+def test_checkpoint_loads_in_plain_transformers(tiny_checkpoint):
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(tiny_checkpoint)
+    tok = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    out = model(**tok(["Habari za asubuhi"], return_tensors="pt")).last_hidden_state
+    assert out.shape[-1] == 384 and torch.isfinite(out).all()
+
+
+def test_kill_during_save_keeps_the_previous_checkpoint(tiny_checkpoint, tmp_path, monkeypatch):
+    encoder, manifest = load_checkpoint(tiny_checkpoint)
+    save_checkpoint(tmp_path, encoder, manifest)
+    before = (tmp_path / manifest.name / "model.safetensors").read_bytes()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(encoder.tokenizer, "save_pretrained", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, encoder, manifest)
+    assert (tmp_path / manifest.name / "model.safetensors").read_bytes() == before
+    assert [e.name for e in list_checkpoints(tmp_path)] == [manifest.name]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_truncated_weights_are_a_clear_error_and_others_still_list(tiny_checkpoint, tmp_path):
+    good = copy(tiny_checkpoint, tmp_path, "good")
+    bad = copy(tiny_checkpoint, tmp_path, "bad")
+    data = (bad / "model.safetensors").read_bytes()
+    (bad / "model.safetensors").write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match="could not load weights"):
+        load_checkpoint(bad)
+    entries = {e.name: e for e in list_checkpoints(tmp_path)}
+    assert entries["good"].error is None and entries["good"].manifest is not None
+    load_checkpoint(good)
+
+
+def test_missing_config_and_mismatched_config(tiny_checkpoint, tmp_path):
+    no_config = copy(tiny_checkpoint, tmp_path, "noconfig")
+    (no_config / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="config.json is missing"):
+        load_checkpoint(no_config)
+    mismatched = copy(tiny_checkpoint, tmp_path, "mismatch")
+    config = json.loads((mismatched / "config.json").read_text())
+    config["hidden_size"] = 512
+    (mismatched / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="could not load weights"):
+        load_checkpoint(mismatched)
+
+
+def test_manifest_from_a_newer_format_is_refused(tiny_checkpoint, tmp_path):
+    newer = copy(tiny_checkpoint, tmp_path, "newer")
+    manifest = json.loads((newer / "manifest.json").read_text())
+    manifest["format"] = 99
+    (newer / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="newer than this app understands"):
+        read_manifest(newer)
+
+
+def test_a_plain_directory_is_listed_with_its_error(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (entry,) = list_checkpoints(tmp_path)
+    assert entry.manifest is None and "config.json is missing" in entry.error
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "..", ".hidden", "", "x" * 200])
+def test_path_traversal_and_bad_names_are_refused(tmp_path, name):
+    with pytest.raises(CheckpointError, match="invalid checkpoint name"):
+        checkpoint_path(tmp_path, name)
+
+
+def test_delete_and_stale_cleanup(tiny_checkpoint, tmp_path):
+    copy(tiny_checkpoint, tmp_path, "gone")
+    (tmp_path / ".tmp-half-written").mkdir()
+    delete_checkpoint(tmp_path, "gone")
+    assert list_checkpoints(tmp_path) == []
+    assert sweep_stale(tmp_path) == 1
+    with pytest.raises(CheckpointError, match="no checkpoint named"):
+        delete_checkpoint(tmp_path, "gone")

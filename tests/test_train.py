@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import torch
+
+from optical_core.checkpoints import list_checkpoints
+from optical_core.losses import KDLoss
+from optical_core.runs import train_and_save
+from optical_core.train import NonFiniteLoss, TrainingCancelled, resolve_device, train
+
+from .conftest import tiny_config
+
+
+def test_device_is_chosen_automatically_and_overridable():
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else resolve_device("auto"))
+    assert resolve_device("cpu") == "cpu"
+
+
+def test_gradient_reaches_the_student_only(teacher):
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    result = train(tiny_config("ot", n_pairs=32), teacher=teacher)
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert len(result.history) == 2
+
+
+@pytest.mark.parametrize("method", ["kd", "ot"])
+def test_both_losses_decrease_on_a_real_200_pair_slice(teacher, method):
+    config = tiny_config(method, layers=1, n_pairs=200)
+    config = type(config)(**{**config.__dict__, "epochs": 3, "lr": 3e-4})
+    history = [h.loss for h in train(config, teacher=teacher).history]
+    first, last = np.mean(history[:5]), np.mean(history[-5:])
+    assert last < 0.97 * first, (method, first, last)
+
+
+def test_same_seed_gives_the_same_losses_and_another_seed_does_not(teacher):
+    a = [h.loss for h in train(tiny_config("ot", seed=3), teacher=teacher).history]
+    b = [h.loss for h in train(tiny_config("ot", seed=3), teacher=teacher).history]
+    c = [h.loss for h in train(tiny_config("ot", seed=4), teacher=teacher).history]
+    assert a == b and a != c
+
+
+def test_nan_loss_stops_the_run_and_writes_no_checkpoint(teacher, tmp_path, monkeypatch):
+    monkeypatch.setattr(KDLoss, "forward", lambda self, *args: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(NonFiniteLoss, match="no checkpoint was written"):
+        train_and_save(tiny_config("kd"), tmp_path, "poisoned", teacher=teacher)
+    assert list_checkpoints(tmp_path) == []
+
+
+def test_cancelling_leaves_no_checkpoint(teacher, tmp_path):
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 1
+
+    with pytest.raises(TrainingCancelled, match="cancelled at step 1"):
+        train_and_save(tiny_config("kd"), tmp_path, "cancelled", teacher=teacher, should_stop=stop)
+    assert list_checkpoints(tmp_path) == []
+
+
+def test_idf_marginals_and_kd_term_run(teacher):
+    result = train(tiny_config("ot", n_pairs=16, marginals="idf", kd_weight=1.0), teacher=teacher)
+    assert np.isfinite(result.history[0].loss) and result.history[0].marginal_error < 1e-2
