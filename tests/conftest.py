@@ -52,3 +52,17 @@ def tiny_checkpoint(tmp_path_factory, teacher):
 
     root = tmp_path_factory.mktemp("ckpts")
     return train_and_save(tiny_config("ot", "me5", 1, n_pairs=32), root, "tiny-me5-ot", teacher=teacher)
+
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def quick_sweep(tmp_path_factory):
+    """The `quick` grid, run end to end on CPU into a fresh directory."""
+    from optical_core.experiment import load_sweep_config, run_sweep
+
+    runs = tmp_path_factory.mktemp("runs")
+    config = load_sweep_config(PROJECT / "configs" / "quick.toml")
+    table = run_sweep(config, runs / "quick")
+    return runs / "quick", config, table

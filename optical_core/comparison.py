@@ -1,0 +1,50 @@
+"""Side-by-side comparison of checkpoints scored on the same queries."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .checkpoints import RunManifest
+from .significance import paired_comparison
+
+MANIFEST_FIELDS = ("method", "lang", "params_total", "params_non_embedding", "vocab_size", "seed", "steps",
+                   "n_pairs", "wall_time_s", "device", "git_commit", "created")
+
+
+def manifests_side_by_side(manifests: dict[str, RunManifest]) -> pd.DataFrame:
+    rows = {}
+    for name, m in manifests.items():
+        row = {f: getattr(m, f) for f in MANIFEST_FIELDS}
+        row.update({f"student.{k}": v for k, v in m.student.items()})
+        row.update({f"loss.{k}": v for k, v in m.loss.items()})
+        row["bitext_sha256"] = m.data.get("bitext_sha256", "")[:12]
+        rows[name] = row
+    return pd.DataFrame(rows)
+
+
+def pairwise_table(scores: dict[str, pd.DataFrame], metric: str) -> pd.DataFrame:
+    """Every ordered pair (A, B): mean difference A - B with bootstrap CI and randomisation p."""
+    names = list(scores)
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            joined = scores[a][["qid", metric]].merge(scores[b][["qid", metric]], on="qid", suffixes=("_a", "_b"))
+            cmp = paired_comparison(joined[f"{metric}_a"].to_numpy(), joined[f"{metric}_b"].to_numpy())
+            rows.append(dict(a=a, b=b, metric=metric, mean_a=cmp.mean_a, mean_b=cmp.mean_b, diff=cmp.difference,
+                             ci_low=cmp.ci_low, ci_high=cmp.ci_high, p_value=cmp.p_value, n=cmp.n))
+    return pd.DataFrame(rows)
+
+
+def wins_losses(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> dict[str, int]:
+    joined = a[["qid", metric]].merge(b[["qid", metric]], on="qid", suffixes=("_a", "_b"))
+    diff = joined[f"{metric}_a"] - joined[f"{metric}_b"]
+    return {"wins": int((diff > 0).sum()), "ties": int((diff == 0).sum()), "losses": int((diff < 0).sum())}
+
+
+def largest_differences(a: pd.DataFrame, b: pd.DataFrame, metric: str, queries: dict[str, str],
+                        k: int = 10) -> pd.DataFrame:
+    joined = a[["qid", metric]].merge(b[["qid", metric]], on="qid", suffixes=("_a", "_b"))
+    joined["diff"] = joined[f"{metric}_a"] - joined[f"{metric}_b"]
+    joined["query"] = joined.qid.map(queries)
+    order = joined["diff"].abs().sort_values(ascending=False).index[:k]
+    return joined.loc[order].reset_index(drop=True)

@@ -1,0 +1,88 @@
+import streamlit as st
+
+from optical_core.alignment import align_pair
+from optical_core.bitext import load_mafand
+from optical_core.clir import load_ntrex
+from optical_core.losses import LossConfig
+from optical_core.plots import transport_heatmap
+from optical_core.study import all_checkpoints
+from pages.common import checkpoint_label, load_checkpoint_cached, teacher
+
+st.title("Token alignments")
+st.caption("The entropic OT plan between a student's LR tokens and the teacher's English tokens: the alignment "
+           "the OT objective optimises. For a KD student the same plan is computed for inspection only.")
+
+entries = [e for e in all_checkpoints() if e.manifest is not None]
+if not entries:
+    st.info("No readable checkpoint yet: train one on the Train page (or run a sweep).")
+    st.stop()
+
+labels = {checkpoint_label(e): e for e in entries}
+first = st.selectbox("Checkpoint", list(labels))
+entry = labels[first]
+m = entry.manifest
+
+
+def partner_of(e):
+    """The other method's student of the same family, size, language and seed, if there is one."""
+    for other in entries:
+        om = other.manifest
+        if (om.method != e.manifest.method and om.lang == e.manifest.lang and om.seed == e.manifest.seed
+                and om.student.get("family") == e.manifest.student.get("family")
+                and om.student.get("layers") == e.manifest.student.get("layers")):
+            return checkpoint_label(other)
+    return None
+
+
+options = ["(none)"] + [k for k in labels if k != first]
+suggested = partner_of(entry)
+second = st.selectbox("Compare with", options, index=options.index(suggested) if suggested in options else 0,
+                      help="Defaults to the other objective's student of the same size, language and seed.")
+
+source = st.radio("Sentence pair", ["corpus (MAFAND dev)", "NTREX (held-out test)", "type your own"], horizontal=True)
+if source == "type your own":
+    lr_text = st.text_input(f"{m.lang} sentence", "Rais amewasili Nairobi leo asubuhi.")
+    en_text = st.text_input("English sentence", "The president arrived in Nairobi this morning.")
+else:
+    try:
+        if source.startswith("corpus"):
+            pairs = load_mafand(m.lang)
+            lr_lines, en_lines = pairs.source, pairs.target
+        else:
+            ntrex = load_ntrex(m.lang)
+            lr_lines, en_lines = ntrex.foreign, ntrex.english
+    except ValueError as err:
+        st.error(str(err))
+        st.stop()
+    index = st.number_input("Pair number", 0, len(lr_lines) - 1, 0)
+    lr_text, en_text = lr_lines[int(index)], en_lines[int(index)]
+    st.markdown(f"**{m.lang}:** {lr_text}  \n**en:** {en_text}")
+
+reg = st.slider("epsilon (reg)", 0.005, 0.5, float(m.loss.get("reg", 0.05)), step=0.005)
+loss = LossConfig(method="ot", reg=reg, cost=m.loss.get("cost", "cosine"))
+
+
+def show(entry, column):
+    try:
+        encoder, manifest = load_checkpoint_cached(entry.path)
+        alignment = align_pair(encoder, teacher(), lr_text, en_text, loss)
+    except Exception as err:  # a corrupt checkpoint or odd input must not take the page down
+        column.error(f"{entry.name}: {err}")
+        return
+    column.markdown(f"**{manifest.method.upper()}** student · <P, C> = {alignment.transport_cost:.3f}")
+    column.plotly_chart(transport_heatmap(alignment.plan, alignment.lr_tokens, alignment.en_tokens, alignment.cost,
+                                          title=f"{manifest.method}: transport plan"),
+                        width="stretch", key=f"plan-{entry.path}")
+    column.plotly_chart(transport_heatmap(alignment.cost, alignment.lr_tokens, alignment.en_tokens,
+                                          title=f"{manifest.method}: cost matrix", value_name="cost"),
+                        width="stretch", key=f"cost-{entry.path}")
+    column.dataframe(alignment.top_pairs().round(4), hide_index=True)
+
+
+if not lr_text.strip() or not en_text.strip():
+    st.warning("Enter both sentences.")
+    st.stop()
+columns = st.columns(2 if second != "(none)" else 1)
+show(entry, columns[0])
+if second != "(none)":
+    show(labels[second], columns[1])

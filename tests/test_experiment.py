@@ -1,0 +1,134 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from optical_core.analysis import gain_table, ols_slope, scaling_slopes, verdict
+from optical_core.experiment import cell_status, grid_cells, load_sweep_config, run_sweep, write_results
+from optical_core.report_study import analyse_sweep
+
+from .conftest import PROJECT
+
+
+def test_quick_grid_produces_a_results_row_for_every_cell_and_metric(quick_sweep):
+    out, config, table = quick_sweep
+    cells = grid_cells(config)
+    assert set(table.cell_id) == {c.id for c in cells}
+    assert len(table) == len(cells) * 5  # five headline metrics per cell
+    trained = table[table.method.isin(["kd", "ot"])]
+    assert trained.params_non_embedding.notna().all() and (trained.params_total > trained.params_non_embedding).all()
+    assert (out / "results.parquet").is_file() and pd.read_parquet(out / "results.parquet").shape == table.shape
+    for f in table.per_query_file.unique():
+        assert len(pd.read_csv(out / f)) == 123
+    manifest = json.loads((out / "cells" / "swa-minilm-L1-ot-s0" / "manifest.json").read_text())
+    assert manifest["loss"]["method"] == "ot" and manifest["seed"] == 0 and manifest["git_commit"]
+
+
+def test_rerun_skips_finished_cells(quick_sweep):
+    out, config, _ = quick_sweep
+    before = {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*/result.json")}
+    run_sweep(config, out)
+    assert {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*/result.json")} == before
+
+
+def test_a_failing_cell_is_recorded_and_retried(quick_sweep, tmp_path, monkeypatch):
+    out, config, _ = quick_sweep
+    import shutil
+
+    import optical_core.experiment as experiment
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(out, copy)
+    victim = next(c for c in grid_cells(config) if c.method == "kd")
+    shutil.rmtree(copy / "cells" / victim.id)
+    real = experiment.run_cell
+
+    def flaky(cell, *args, **kwargs):
+        if cell == victim:
+            raise RuntimeError("simulated out-of-memory")
+        return real(cell, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "run_cell", flaky)
+    table = run_sweep(config, copy)
+    assert cell_status(copy, victim) == "failed"
+    assert "simulated out-of-memory" in json.loads((copy / "cells" / victim.id / "failed.json").read_text())["error"]
+    assert victim.id not in set(table.cell_id) and len(set(table.cell_id)) == len(grid_cells(config)) - 1
+    assert json.loads((copy / "status.json").read_text())["failed"] == [victim.id]
+    monkeypatch.setattr(experiment, "run_cell", real)
+    table = run_sweep(config, copy)
+    assert cell_status(copy, victim) == "done" and victim.id in set(table.cell_id)
+
+
+def test_default_grid_meets_the_study_design():
+    config = load_sweep_config(PROJECT / "configs" / "default.toml")
+    me5 = next(g for g in config.grids if g.family == "me5")
+    assert len(me5.sizes) >= 5 and set(me5.langs) == {"swa", "yor", "ibo", "hau", "zul"} and len(me5.seeds) == 3
+    assert any(g.family == "minilm" for g in config.grids)
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[[grid]]\nfamily = "me5"\nsizes = [1]\nlangs = ["swa"]\nmethods = ["magic"]\n')
+    with pytest.raises(ValueError, match="unknown methods"):
+        load_sweep_config(bad)
+
+
+def crafted_study(tmp_path, slope_per_decade=0.1, noise=0.0, seed=0):
+    """Per-query files whose OT/KD gain is exactly a + slope * log10(params)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    sizes = [1e6, 3e6, 1e7, 3e7]
+    for lang in ("aaa", "bbb", "ccc"):
+        for p in sizes:
+            gain = 0.05 * (lang == "bbb") + slope_per_decade * np.log10(p / 1e6) + rng.normal(0, noise)
+            kd_scores = np.full(50, 0.4)
+            for method, scores in (("kd", kd_scores), ("ot", kd_scores * (1 + gain))):
+                for s in (0, 1):
+                    path = tmp_path / f"{lang}-{p:.0f}-{method}-{s}.csv"
+                    pd.DataFrame({"qid": [f"q{i}" for i in range(50)], "mrr@10": scores}).to_csv(path, index=False)
+                    rows.append(dict(cell_id=path.stem, lang=lang, family="fam", method=method, layers=int(p / 1e6),
+                                     seed=s, metric="mrr@10", value=scores.mean(), params_total=int(p * 3),
+                                     params_non_embedding=int(p), per_query_file=path.name))
+    return pd.DataFrame(rows)
+
+
+def test_gain_and_slope_are_recovered_on_a_crafted_table(tmp_path):
+    results = crafted_study(tmp_path, slope_per_decade=0.1)
+    gains = gain_table(results, tmp_path, n_boot=200)
+    assert len(gains) == 12
+    row = gains[(gains.lang == "aaa") & (gains.params_non_embedding == 10_000_000)].iloc[0]
+    assert row.gain == pytest.approx(0.1) and row.gain_ci_low == pytest.approx(0.1)
+    assert row.abs_diff == pytest.approx(0.04)
+    slopes = scaling_slopes(gains)
+    pooled = slopes[0]
+    assert pooled.scope == "pooled" and pooled.slope == pytest.approx(0.1, abs=1e-9) and pooled.n == 12
+    assert all(s.slope == pytest.approx(0.1, abs=1e-9) for s in slopes[1:])
+    text = verdict(slopes, gains, "mrr@10", "fam")
+    assert "grows with student size" in text and "+0.100" in text
+
+
+def test_verdict_says_no_detectable_effect_when_the_ci_spans_zero(tmp_path):
+    results = crafted_study(tmp_path, slope_per_decade=0.0, noise=0.05, seed=1)
+    gains = gain_table(results, tmp_path, n_boot=100)
+    slopes = scaling_slopes(gains)
+    assert slopes[0].spans_zero
+    assert "no detectable effect" in verdict(slopes, gains, "mrr@10", "fam")
+
+
+def test_ols_slope_matches_scipy_linregress():
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(6, 7.5, 30)
+    y = 0.3 * x + rng.normal(0, 0.1, 30)
+    ours, ref = ols_slope(x, y), stats.linregress(x, y)
+    assert ours.slope == pytest.approx(ref.slope) and ours.p_value == pytest.approx(ref.pvalue)
+
+
+def test_analysis_of_the_quick_sweep_exports_tables_and_figures(quick_sweep, tmp_path):
+    out, _, _ = quick_sweep
+    summary = analyse_sweep(out, export_to=tmp_path / "analysis", n_boot=100)
+    assert set(summary.gains.layers) == {1, 2} and summary.verdict
+    assert (tmp_path / "analysis" / "gain_vs_size_minilm.html").is_file()
+    assert (tmp_path / "analysis" / "gains.csv").is_file()
