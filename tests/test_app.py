@@ -1,0 +1,113 @@
+"""AppTest drives every page of the app in-process."""
+
+import shutil
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from .conftest import PROJECT, tiny_config
+
+APP = str(PROJECT / "app.py")
+
+
+@pytest.fixture(scope="module")
+def app_env(tmp_path_factory, quick_sweep, tiny_checkpoint, teacher):
+    from optical_core.runs import train_and_save
+
+    ckpts = tmp_path_factory.mktemp("app_ckpts")
+    shutil.copytree(tiny_checkpoint, ckpts / "tiny-me5-ot")
+    train_and_save(tiny_config("kd", "me5", 1, n_pairs=32), ckpts, "tiny-me5-kd", teacher=teacher)
+    broken = ckpts / "broken"
+    shutil.copytree(tiny_checkpoint, broken)
+    (broken / "config.json").unlink()
+    runs_dir = quick_sweep[0].parent
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OPTICAL_CHECKPOINTS", str(ckpts))
+    mp.setenv("OPTICAL_RUNS", str(runs_dir))
+    yield ckpts
+    mp.undo()
+
+
+def open_page(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def figures(at: AppTest) -> list[str]:
+    return [chart.proto.spec for chart in at.get("plotly_chart")]
+
+
+def test_overview_shows_a_verdict_and_the_gain_figure(app_env):
+    at = open_page()
+    assert "Does student size change" in at.title[0].value
+    assert at.success and "relative gain of OT over KD" in at.success[0].value
+    assert any('"error_y"' in f for f in figures(at))
+    assert any("Toy-scale" in w.value for w in at.warning)
+
+
+def test_scaling_page_has_figures_filters_and_downloads(app_env):
+    at = open_page("pages/scaling.py")
+    assert len(figures(at)) == 3
+    assert at.selectbox and at.multiselect
+    assert len(at.get("download_button")) == 2
+    at.selectbox[1].set_value("ndcg@10").run()
+    assert not at.exception
+
+
+def test_alignment_page_draws_a_heatmap_of_a_real_pair(app_env):
+    at = open_page("pages/alignment.py")
+    specs = figures(at)
+    assert any('"type":"heatmap"' in s.replace(" ", "") for s in specs)
+    assert "▁" in specs[0] or "##" in specs[0] or "ticktext" in specs[0]
+    assert at.dataframe  # top aligned pairs
+    at.radio[0].set_value("type your own").run()
+    assert not at.exception and len(figures(at)) >= 2
+
+
+def test_compare_page_pairs_two_checkpoints(app_env):
+    at = open_page("pages/compare.py")
+    assert not at.error, [e.value for e in at.error]
+    text = " ".join(str(d.value) for d in at.dataframe)
+    assert "p_value" in text or len(at.dataframe) >= 3
+
+
+def test_checkpoints_page_lists_a_broken_checkpoint_and_keeps_working(app_env):
+    at = open_page("pages/checkpoints.py")
+    assert any("broken" in e.value and "config.json is missing" in e.value for e in at.error)
+    names = at.selectbox[0].options
+    assert "tiny-me5-ot" in names and "tiny-me5-kd" in names
+
+
+def test_checkpoint_delete_needs_confirmation(app_env, tmp_path):
+    shutil.copytree(app_env / "tiny-me5-kd", app_env / "to-delete")
+    at = open_page("pages/checkpoints.py")
+    at.selectbox[0].set_value("to-delete").run()
+    delete = next(b for b in at.button if b.label == "Delete")
+    assert delete.disabled
+    at.checkbox[0].check().run()
+    next(b for b in at.button if b.label == "Delete").click().run()
+    assert not (app_env / "to-delete").exists()
+
+
+def test_train_page_runs_a_tiny_training_to_a_saved_checkpoint(app_env):
+    at = open_page("pages/train.py")
+    assert at.selectbox and at.number_input and at.radio
+    at.selectbox[1].set_value("minilm")
+    at.selectbox[2].set_value(1)
+    at.number_input[3].set_value(16)  # pairs
+    at.number_input[5].set_value(8)  # batch
+    at.number_input[6].set_value(16)  # max length
+    at.button[0].click().run()
+    deadline = time.time() + 240
+    while time.time() < deadline and not at.success:
+        time.sleep(1)
+        at.run()
+    assert not at.exception
+    assert at.success and "Saved checkpoint" in at.success[0].value, [m.value for m in at.markdown][:5]
+    assert any(p.name.startswith("swa-minilm-L1-kd-s0") for p in app_env.iterdir())
