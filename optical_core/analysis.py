@@ -137,7 +137,8 @@ def verdict(slopes: list[Slope], gains: pd.DataFrame, metric: str, family: str, 
     langs = sorted(gains.lang.unique())
     mean_gain = gains.gain.mean()
     head = (f"Across {len(sizes)} {family} student sizes ({sizes[0] / 1e6:.1f}M to {sizes[-1] / 1e6:.1f}M "
-            f"non-embedding parameters) and {len(langs)} languages ({', '.join(langs)}), the relative gain of OT "
+            f"non-embedding parameters) and {len(langs)} language{'s' if len(langs) > 1 else ''} ({', '.join(langs)}), "
+            f"the relative gain of OT "
             f"over KD in {metric} averages {mean_gain:+.1%}.")
     if not np.isfinite(pooled.slope):
         body = " There are too few sizes to estimate how the gain changes with size."

@@ -25,7 +25,7 @@ summary = load_study(studies[label])
 sweep = summary.sweep
 budget = (sweep.get("config") or {}).get("budget", {})
 st.subheader("The answer")
-st.success(summary.verdict)
+st.info(summary.verdict)
 for family, text in summary.families.items():
     if text != summary.verdict:
         st.markdown(f"*Control family `{family}`:* {text}")

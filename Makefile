@@ -1,0 +1,26 @@
+# Two set-up commands (see README): `make app` and `make test`. Both work offline on these machines.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+
+$(VENV)/.app-installed: requirements.txt requirements-nodeps.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.app-installed requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+.PHONY: app test chromium
+app: $(VENV)/.app-installed
+	$(PY) -m streamlit run app.py --server.headless true --browser.gatherUsageStats false --server.port $(PORT)
+
+# The real-browser test needs Debian's chromium (Playwright cannot download browsers here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "chromium could not be installed: the browser test will be skipped"
+
+test: $(VENV)/.dev-installed chromium
+	$(PY) -m pytest

@@ -1,0 +1,202 @@
+"""Benchmarks: the cost of OT over KD, batched Sinkhorn vs a POT loop, evaluation throughput, memory.
+
+Run: python benchmarks/run.py [--quick]. Prints markdown tables; every ratio is measured in this run,
+on this machine. On a GPU it also reports tokens/s and model FLOPs utilisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from optical_core.bitext import training_bitext  # noqa: E402
+from optical_core.encoders import load_teacher  # noqa: E402
+from optical_core.losses import KDLoss, LossConfig, OTLoss  # noqa: E402
+from optical_core.ot import cost_matrix, marginals, transport_plan  # noqa: E402
+from optical_core.students import StudentSpec, build_student  # noqa: E402
+from optical_core.train import resolve_device, teacher_targets  # noqa: E402
+
+BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def timed(fn, repeat: int, device: str) -> float:
+    """Median seconds of `fn()` over `repeat` runs after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def step_breakdown(layers: int, batch: int, max_length: int, device: str, repeat: int) -> dict:
+    teacher = load_teacher().to(device)
+    bitext, _ = training_bitext("swa", 512)
+    student = build_student(StudentSpec("me5", layers), 384, bitext.source + bitext.target).encoder.to(device).train()
+    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-5)
+    index = list(range(batch))
+    src = [bitext.source[i] for i in index]
+    s_batch = student.tokenize(src, max_length).to(device)
+    t_batch = teacher.tokenize([bitext.target[i] for i in index], max_length).to(device)
+    targets = teacher_targets(teacher, bitext.target[:batch], max_length, device)
+    t_tok, t_mask, t_emb, _ = targets.collate(index, device)
+    kd, ot = KDLoss(), OTLoss(LossConfig(method="ot", sinkhorn_iters=50))
+
+    def teacher_forward():
+        with torch.no_grad():
+            teacher.token_vectors(t_batch)
+
+    def step(method):
+        def run():
+            s_tok = student.token_vectors(s_batch)
+            loss = kd(s_tok, s_batch.attention_mask, t_emb) if method == "kd" else \
+                ot(s_tok, s_batch.content_mask, t_tok, t_mask).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return run
+
+    s_tok = student.token_vectors(s_batch).detach()
+    C = cost_matrix(s_tok, t_tok)
+    a, b = marginals(s_batch.content_mask), marginals(t_mask)
+    kd_s, ot_s = timed(step("kd"), repeat, device), timed(step("ot"), repeat, device)
+    return dict(student=f"me5-L{layers}", batch=batch, max_length=max_length, device=device,
+                teacher_forward_ms=1e3 * timed(teacher_forward, repeat, device),
+                kd_step_ms=1e3 * kd_s, ot_step_ms=1e3 * ot_s,
+                sinkhorn_ms=1e3 * timed(lambda: transport_plan(C, a, b, 0.05, 50), repeat, device),
+                ot_over_kd=ot_s / kd_s,
+                tokens_per_s=float(s_batch.attention_mask.sum()) / ot_s,
+                params=sum(p.numel() for p in student.parameters()))
+
+
+def sinkhorn_vs_pot_loop(batch: int, n: int, device: str, repeat: int) -> dict:
+    import ot as pot
+
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(batch, n, 384, generator=g), torch.randn(batch, n, 384, generator=g)
+    lengths = torch.randint(n // 2, n + 1, (batch, 2), generator=g)
+    sm = torch.arange(n)[None] < lengths[:, :1]
+    tm = torch.arange(n)[None] < lengths[:, 1:]
+    C = cost_matrix(s, t).to(device)
+    a, b = marginals(sm).to(device), marginals(tm).to(device)
+    reg, tol, iters = 0.05, 1e-5, 1000
+
+    def loop():
+        for i in range(batch):
+            ni, mi = int(sm[i].sum()), int(tm[i].sum())
+            pot.sinkhorn(a[i, :ni], b[i, :mi], C[i, :ni, :mi], reg, method="sinkhorn_log", stopThr=tol,
+                         numItermax=iters)
+
+    batched = timed(lambda: transport_plan(C, a, b, reg, iters, tol), repeat, device)
+    looped = timed(loop, max(1, repeat // 2), device)
+    return dict(batch=batch, length=n, device=device, batched_ms=1e3 * batched, pot_loop_ms=1e3 * looped,
+                speedup=looped / batched)
+
+
+def eval_throughput(device: str) -> dict:
+    from optical_core.clir import build_collection
+
+    teacher = load_teacher().to(device)
+    c = build_collection("headline", "swa")
+    docs = list(c.documents.values())
+    queries = list(c.queries.values())
+    t = time.perf_counter()
+    teacher.encode(docs, batch_size=16, max_length=256, device=device)
+    doc_s = time.perf_counter() - t
+    t = time.perf_counter()
+    teacher.encode(queries, max_length=64, device=device)
+    q_s = time.perf_counter() - t
+    return dict(device=device, docs_per_s=len(docs) / doc_s, queries_per_s=len(queries) / q_s)
+
+
+def peak_memory(layers: int, device: str) -> float:
+    """Peak resident memory (MiB) of a fresh process doing 3 OT training steps (CPU), or CUDA peak."""
+    code = f"""
+import sys, resource, torch; sys.path.insert(0, {str(ROOT)!r})
+from optical_core.train import train, TrainConfig
+from optical_core.students import StudentSpec
+from optical_core.losses import LossConfig
+train(TrainConfig('swa', StudentSpec('me5', {layers}), LossConfig(method='ot', sinkhorn_iters=50), n_pairs=96,
+      batch_size=32, max_length=48, device={device!r}))
+if {device!r}.startswith('cuda'):
+    print(torch.cuda.max_memory_allocated() / 2**20)
+else:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def sweep_wall_times() -> pd.DataFrame:
+    rows = []
+    for results in sorted((ROOT / "runs").glob("*/cells")) + sorted((ROOT / "results").glob("*/cells")):
+        walls = [json.loads(p.read_text())["wall_time_s"] for p in results.glob("*/result.json")]
+        if walls:
+            rows.append(dict(sweep=str(results.parent.relative_to(ROOT)), cells=len(walls),
+                             sum_of_cell_wall_time_min=sum(walls) / 60))
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and sizes")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    repeat = 3 if args.quick else 7
+    torch.manual_seed(0)
+    print(f"# optical benchmarks\nmachine: {platform.machine()} {platform.processor()}, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}"
+          + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else "") + "\n")
+
+    steps = pd.DataFrame([step_breakdown(L, 32, 48, device, repeat) for L in ((2,) if args.quick else (2, 12))])
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name()
+        peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+        steps["mfu"] = [6 * r.params * r.tokens_per_s / (peak * 1e12) if peak else np.nan
+                        for r in steps.itertuples()]
+    print("## Training step, OT vs KD (batch 32, max length 48; teacher outputs are cached once per pair)\n")
+    print(steps.drop(columns=["params"]).round(3).to_markdown(index=False), "\n")
+
+    grid = [(8, 32), (32, 16), (32, 32), (32, 64), (128, 32)] if not args.quick else [(32, 32)]
+    sk = pd.DataFrame([sinkhorn_vs_pot_loop(b, n, device, repeat) for b, n in grid])
+    print("## Batched log-domain Sinkhorn (POT ot.batch) vs ot.sinkhorn(method='sinkhorn_log') per pair in a loop\n"
+          "(reg 0.05, tol 1e-5, same problems)\n")
+    print(sk.round(2).to_markdown(index=False), "\n")
+
+    print("## Evaluation throughput (teacher: documents at 256 tokens, queries at 64)\n")
+    print(pd.DataFrame([eval_throughput(device)]).round(1).to_markdown(index=False), "\n")
+
+    sizes = (1, 12) if args.quick else (1, 2, 4, 8, 12)
+    mem = pd.DataFrame([dict(student=f"me5-L{L}", device=device, peak_memory_mib=peak_memory(L, device))
+                        for L in sizes])
+    print("## Peak memory of OT training (fresh process, batch 32, max length 48)\n")
+    print(mem.round(0).to_markdown(index=False), "\n")
+
+    walls = sweep_wall_times()
+    if len(walls):
+        print("## Sweeps on disk (sum of per-cell wall time)\n")
+        print(walls.round(1).to_markdown(index=False))
+
+
+if __name__ == "__main__":
+    main()
