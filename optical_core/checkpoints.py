@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .encoders import CheckpointError, Encoder, check_checkpoint_dir, load_backbone, load_tokenizer
+from .encoders import MODEL_CONSTRUCTION_LOCK, CheckpointError, Encoder, check_checkpoint_dir, load_backbone, load_tokenizer
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -147,7 +147,8 @@ def load_checkpoint(path: Path | str) -> tuple[Encoder, RunManifest]:
         try:
             state = load_file(str(path / PROJECTION))
             out_dim, in_dim = state["weight"].shape
-            projection = nn.Linear(in_dim, out_dim)
+            with MODEL_CONSTRUCTION_LOCK:
+                projection = nn.Linear(in_dim, out_dim)
             projection.load_state_dict(state)
         except Exception as err:
             raise CheckpointError(f"{path / PROJECTION}: unreadable projection ({err})") from None

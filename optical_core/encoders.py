@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,10 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 hf_logging.set_verbosity_error()
+
+# transformers builds models under a process-wide "empty weights" (meta device) patch of torch.nn: a
+# module built in another thread meanwhile lands on the meta device. Every model construction holds this.
+MODEL_CONSTRUCTION_LOCK = threading.RLock()
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "sentencepiece.bpe.model", "tokenizer.model", "spiece.model")
 
@@ -76,7 +81,8 @@ def load_backbone(path: Path | str, num_layers: int | None = None) -> nn.Module:
     if config.model_type in ("bert", "roberta", "xlm-roberta"):
         kwargs["add_pooling_layer"] = False  # mean pooling is used; the unused pooler would be counted
     try:
-        return AutoModel.from_pretrained(path, use_safetensors=True, **kwargs)
+        with MODEL_CONSTRUCTION_LOCK:
+            return AutoModel.from_pretrained(path, use_safetensors=True, **kwargs)
     except Exception as err:  # corrupt or mismatched weights surface here with transformers' own words
         raise CheckpointError(f"{path}: could not load weights: {err}") from None
 
@@ -126,6 +132,9 @@ class Encoder(nn.Module):
         self.tokenizer = tokenizer
         self.projection = projection
         self.prefix = prefix  # e.g. "query: " for e5 models used as off-the-shelf retrievers
+        # Fast tokenizers are not thread-safe ("Already borrowed"): the app's training threads and pages share
+        # the teacher, so every use of a shared tokenizer goes through this lock.
+        self.lock = threading.RLock()
 
     @property
     def hidden_size(self) -> int:
@@ -139,7 +148,8 @@ class Encoder(nn.Module):
         return mean_pool(self.token_vectors(batch), batch.attention_mask)
 
     def tokenize(self, texts: list[str], max_length: int = 128) -> TokenBatch:
-        return tokenize(self.tokenizer, [self.prefix + t for t in texts], max_length)
+        with self.lock:
+            return tokenize(self.tokenizer, [self.prefix + t for t in texts], max_length)
 
     @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 64, max_length: int = 256, device=None,

@@ -30,6 +30,7 @@ class Job:
     checkpoint: Path | None = None
     metrics: dict | None = None
     error: str | None = None
+    traceback: str | None = None
     started: float = field(default_factory=time.time)
     finished: float | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .encoders import Encoder, load_backbone, load_tokenizer, teacher_dir
+from .encoders import MODEL_CONSTRUCTION_LOCK, Encoder, load_backbone, load_tokenizer, teacher_dir
 from .me5_convert import convert as convert_me5
 from .vocab import trim_vocabulary
 
@@ -90,6 +90,11 @@ def build_student(spec: StudentSpec, teacher_hidden: int, vocab_texts: list[str]
     if spec.family in LADDERS and spec.layers not in LADDERS[spec.family]:
         raise ValueError(f"{spec.family} ladder has sizes L{LADDERS[spec.family]}, not L{spec.layers}")
     init = spec.init_dir()
+    with MODEL_CONSTRUCTION_LOCK:
+        return _build_student(spec, init, teacher_hidden, vocab_texts, seed)
+
+
+def _build_student(spec, init, teacher_hidden, vocab_texts, seed) -> Student:
     backbone, tokenizer = load_backbone(init, spec.layers), load_tokenizer(init)
     original_vocab = backbone.get_input_embeddings().weight.shape[0]
     notes = []

@@ -80,6 +80,14 @@ class TrainResult:
     history: list[StepLog] = field(default_factory=list)
     wall_time_s: float = 0.0
     device: str = "cpu"
+    truncated_pairs: int = 0  # pairs where either side is longer than max_length tokens
+
+
+def count_truncated(student_tokenizer, teacher_tokenizer, bitext: Bitext, max_length: int) -> int:
+    """How many pairs lose tokens to truncation (reported in the manifest rather than hidden)."""
+    src = student_tokenizer(bitext.source, add_special_tokens=True)["input_ids"]
+    tgt = teacher_tokenizer(bitext.target, add_special_tokens=True)["input_ids"]
+    return sum(len(s) > max_length or len(t) > max_length for s, t in zip(src, tgt))
 
 
 def resolve_device(name: str = "auto") -> str:
@@ -171,7 +179,8 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
     student_idf = teacher_idf = None
     if loss_cfg.method == "ot" and loss_cfg.marginals == "idf":
         student_idf = token_idf(model.tokenizer, bitext.source, len(model.tokenizer)).to(device)
-        teacher_idf = token_idf(teacher.tokenizer, bitext.target, len(teacher.tokenizer)).to(device)
+        with teacher.lock:
+            teacher_idf = token_idf(teacher.tokenizer, bitext.target, len(teacher.tokenizer)).to(device)
 
     plan = _batches(len(bitext), config.batch_size, config.epochs, config.seed)
     if config.max_steps is not None:
@@ -183,7 +192,9 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * len(plan)), len(plan))
     use_amp = device.startswith("cuda")
-    result = TrainResult(config, student, bitext, dedup, device=device)
+    with teacher.lock:
+        truncated = count_truncated(model.tokenizer, teacher.tokenizer, bitext, config.max_length)
+    result = TrainResult(config, student, bitext, dedup, device=device, truncated_pairs=truncated)
 
     for step, (epoch, index) in enumerate(plan, start=1):
         if should_stop and should_stop():

@@ -109,3 +109,12 @@ def test_download_fails_clearly_offline(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(DataError, match="Could not download .*copy the corpora by hand"):
         corpora.download_corpora(tmp_path / "data", ["swa"])
+
+
+def test_long_lines_are_truncated_and_counted(teacher, data_dir):
+    from optical_core.train import count_truncated
+
+    bitext = Bitext("swa", ["neno " * 300, "habari"], ["word " * 300, "hello"])
+    assert count_truncated(teacher.tokenizer, teacher.tokenizer, bitext, 64) == 1
+    batch = teacher.tokenize(bitext.source, 64)
+    assert batch.input_ids.shape[1] == 64
