@@ -60,7 +60,8 @@ class OTOutput(NamedTuple):
 class KDLoss(nn.Module):
     """Reimers & Gurevych (2020), "Making monolingual sentence embeddings multilingual using knowledge
     distillation": MSE between the student's mean-pooled embedding of the LR sentence and the
-    teacher's (normalised) embedding of its English translation."""
+    teacher's mean-pooled embedding of its English translation, both before L2 normalisation (retrieval
+    normalises both afterwards)."""
 
     def forward(self, student_tokens, student_mask, teacher_embedding):
         return F.mse_loss(mean_pool(student_tokens, student_mask).float(), teacher_embedding.float())
