@@ -132,3 +132,23 @@ def test_analysis_of_the_quick_sweep_exports_tables_and_figures(quick_sweep, tmp
     assert set(summary.gains.layers) == {1, 2} and summary.verdict
     assert (tmp_path / "analysis" / "gain_vs_size_minilm.html").is_file()
     assert (tmp_path / "analysis" / "gains.csv").is_file()
+
+
+def test_results_table_is_written_atomically(tmp_path, monkeypatch):
+    cell = tmp_path / "cells" / "swa-baseline-bm25"
+    cell.mkdir(parents=True)
+    (cell / "result.json").write_text(json.dumps({"cell_id": "swa-baseline-bm25", "lang": "swa", "family": "baseline",
+                                                  "method": "bm25", "means": {"mrr@10": 0.6}}))
+    write_results(tmp_path)
+    before = (tmp_path / "results.parquet").read_bytes(), (tmp_path / "results.csv").read_text()
+
+    def crash(self, *args, **kwargs):
+        raise KeyboardInterrupt("killed while writing the table")
+
+    (cell / "result.json").write_text((cell / "result.json").read_text().replace("0.6", "0.7"))
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_results(tmp_path)
+    # the csv may already be the new one; the parquet must be the old, whole file, and no temp file is left
+    assert (tmp_path / "results.parquet").read_bytes() == before[0]
+    assert not list(tmp_path.glob(".*part"))
