@@ -8,6 +8,7 @@ failed cell leaves `failed.json` with its error; the sweep goes on and a rerun r
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import tomllib
@@ -255,11 +256,9 @@ def collect_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.
 def write_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.DataFrame:
     out_dir = Path(out_dir)
     table = collect_results(out_dir, cells)
-    atomic_write_text(out_dir / "results.csv", table.to_csv(index=False))
-    import io
-
     buffer = io.BytesIO()
-    table.to_parquet(buffer, index=False)
+    table.to_parquet(buffer, index=False)  # serialise both before writing either: the pair stays consistent
+    atomic_write_text(out_dir / "results.csv", table.to_csv(index=False))
     atomic_write_bytes(out_dir / "results.parquet", buffer.getvalue())
     failed = [c.id for c in (cells or []) if cell_status(out_dir, c) == "failed"]
     atomic_write_text(out_dir / "status.json", json.dumps(

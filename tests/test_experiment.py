@@ -149,6 +149,6 @@ def test_results_table_is_written_atomically(tmp_path, monkeypatch):
     monkeypatch.setattr(pd.DataFrame, "to_parquet", crash)
     with pytest.raises(KeyboardInterrupt):
         write_results(tmp_path)
-    # the csv may already be the new one; the parquet must be the old, whole file, and no temp file is left
     assert (tmp_path / "results.parquet").read_bytes() == before[0]
+    assert (tmp_path / "results.csv").read_text() == before[1]
     assert not list(tmp_path.glob(".*part"))
