@@ -25,10 +25,10 @@ from .clir import build_collection
 from .encoders import Encoder, load_teacher
 from .evaluation import score_baselines, score_student
 from .losses import LossConfig
-from .provenance import git_commit, library_versions, utc_now
+from .provenance import device_description, git_commit, library_versions, utc_now
 from .runs import manifest_for
 from .students import StudentSpec, build_student
-from .train import TrainConfig, train
+from .train import TrainConfig, resolve_device, train
 
 TRAINED = ("kd", "ot")
 BASELINE_SYSTEMS = ("oracle", "bm25", "teacher-raw", "me5")
@@ -42,8 +42,8 @@ class Budget:
     epochs: int = 1
     batch_size: int = 32
     max_length: int = 48
-    lr: float = 1e-4
-    head_lr_multiplier: float = 10.0
+    lr: float = 2e-4
+    head_lr_multiplier: float = 50.0
     warmup_ratio: float = 0.1
 
 
@@ -192,7 +192,7 @@ def run_sweep(config: SweepConfig, out_dir: Path | str, on_cell: Callable[[int, 
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "sweep.json", json.dumps(
         {"config": asdict(config), "versions": library_versions(), "git_commit": git_commit(),
-         "started": utc_now()}, indent=2, default=str))
+         "device": device_description(resolve_device(config.device)), "started": utc_now()}, indent=2, default=str))
     cells = grid_cells(config)
     todo = [c for c in cells if cell_status(out_dir, c) == "missing"
             or (retry_failed and cell_status(out_dir, c) == "failed")]
@@ -248,7 +248,7 @@ def collect_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.
     for r in records:
         base = {k: r.get(k) for k in ("cell_id", "lang", "family", "method", "layers", "seed", "task", "n_queries",
                                       "params_total", "params_non_embedding", "vocab_size", "per_query_file",
-                                      "train_wall_time_s", "final_loss")}
+                                      "wall_time_s", "train_wall_time_s", "final_loss")}
         rows += [dict(base, metric=m, value=v) for m, v in r["means"].items()]
     return pd.DataFrame(rows)
 

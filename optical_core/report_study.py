@@ -24,6 +24,13 @@ class StudySummary:
     families: dict[str, str]  # family -> its verdict
     sweep: dict  # sweep.json: config, versions, commit
     baselines: pd.DataFrame
+    devices: list[str]  # as recorded in the trained cells' manifests
+    cell_hours: float  # sum of the cells' wall times
+
+    @property
+    def provenance(self) -> str:
+        return (f"{self.results.cell_id.nunique()} cells, {self.cell_hours * 60:.0f} min of cell wall time on "
+                f"{', '.join(self.devices) or 'unknown device'}; git {self.sweep.get('git_commit', '?')[:12]}")
 
 
 def budget_note(sweep: dict) -> str:
@@ -51,8 +58,11 @@ def analyse_sweep(sweep_dir: Path, metric: str = "mrr@10", export_to: Path | Non
     slopes = pd.concat(slope_frames, ignore_index=True) if slope_frames else pd.DataFrame()
     main_family = "me5" if "me5" in families else next(iter(families), "")
     baselines = results[(results.family == "baseline") & (results.metric == metric)][["lang", "method", "value"]]
-    summary = StudySummary(metric, results, accuracy, gains, slopes, families.get(main_family, "No finished OT/KD pairs yet."),
-                           families, sweep, baselines)
+    devices = sorted({json.loads(p.read_text()).get("device", "?") for p in sweep_dir.glob("cells/*/manifest.json")})
+    cell_hours = results.drop_duplicates("cell_id").wall_time_s.sum() / 3600 if "wall_time_s" in results else 0.0
+    summary = StudySummary(metric, results, accuracy, gains, slopes,
+                           families.get(main_family, "No finished OT/KD pairs yet."), families, sweep, baselines,
+                           devices, float(cell_hours))
     if export_to is not None:
         export_summary(summary, Path(export_to))
     return summary

@@ -42,8 +42,8 @@ class TrainConfig:
     max_steps: int | None = None
     batch_size: int = 32
     max_length: int = 64
-    lr: float = 5e-5
-    head_lr_multiplier: float = 10.0  # the projection starts from scratch, the backbone does not
+    lr: float = 2e-4
+    head_lr_multiplier: float = 50.0  # the projection starts from scratch, the backbone does not
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     seed: int = 0

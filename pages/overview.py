@@ -47,6 +47,7 @@ if len(summary.baselines):
     st.subheader("Baselines (same queries)")
     st.dataframe(summary.baselines.pivot(index="lang", columns="method", values="value").round(3))
 
+st.caption("Provenance: " + summary.provenance + ". " + budget_note(sweep))
 with st.expander("Provenance: device, budget, versions"):
     st.json({"budget": budget, "git_commit": sweep.get("git_commit"), "versions": sweep.get("versions"),
              "started": sweep.get("started")})
