@@ -118,7 +118,7 @@ def cmd_sweep(args) -> None:
             if status != "done":
                 tqdm.write(f"{cell.id}: {status}")
 
-    table = run_sweep(config, out, on_cell=on_cell, executor=args.executor)
+    run_sweep(config, out, on_cell=on_cell, executor=args.executor)
     bar.close()
     status = json.loads((out / "status.json").read_text())
     print(f"{status['done']} of {status['cells']} cells done, {len(status['failed'])} failed; results in {out}")

@@ -13,7 +13,7 @@ import json
 import time
 import tomllib
 import traceback
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
