@@ -7,6 +7,7 @@ train      distil one student and save it as a checkpoint
 evaluate   score a checkpoint and every baseline on a language's NTREX collection
 sweep      run a grid from a TOML config (resumable), then write the results table
 analyse    gains, slopes and the verdict from a finished sweep
+publish    copy a sweep's results, manifests and analysis (no weights) into the repo's results/
 download-data  fetch the corpora (needs internet)
 """
 
@@ -132,6 +133,19 @@ def cmd_analyse(args) -> None:
     _print_table(summary.slopes.round(4))
 
 
+def cmd_publish(args) -> None:
+    from .experiment import grid_cells, load_sweep_config, write_results
+    from .report_study import analyse_sweep, publish_sweep
+
+    sweep, dest = Path(args.sweep), Path(args.dest)
+    if args.config:
+        write_results(sweep, grid_cells(load_sweep_config(args.config)))  # refresh the table from the cells
+    publish_sweep(sweep, dest)
+    summary = analyse_sweep(dest, export_to=dest / "analysis")
+    print(summary.verdict)
+    print(f"published to {dest} ({summary.provenance})")
+
+
 def cmd_download(args) -> None:
     from .corpora import download_corpora
 
@@ -200,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="mrr@10")
     p.add_argument("--export", default=None, help="directory for tables and figures")
     p.set_defaults(func=cmd_analyse)
+
+    p = sub.add_parser("publish", help="copy a sweep's results (not its checkpoints) and its analysis to a folder")
+    p.add_argument("--sweep", required=True)
+    p.add_argument("--dest", required=True)
+    p.add_argument("--config", default=None, help="the sweep's config: rewrite its results table first")
+    p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("download-data", help="fetch NTREX-128 and MAFAND-MT (online only)")
     p.add_argument("--dest", default="data")

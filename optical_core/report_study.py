@@ -81,3 +81,22 @@ def export_summary(summary: StudySummary, out: Path) -> None:
         export_figure(accuracy_figure(summary.accuracy[summary.accuracy.family == family],
                                       title=f"{family}: {summary.metric} vs student size"),
                       out / f"accuracy_vs_size_{family}")
+
+
+PUBLISHED_FILES = ("result.json", "per_query.csv", "manifest.json", "train_log.jsonl", "failed.json")
+
+
+def publish_sweep(sweep_dir: Path, dest: Path) -> None:
+    """Copy a sweep's tables and per-cell records (never its checkpoints) so that they can be committed."""
+    import shutil
+
+    sweep_dir, dest = Path(sweep_dir), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("results.csv", "results.parquet", "sweep.json", "status.json"):
+        if (sweep_dir / name).is_file():
+            shutil.copy2(sweep_dir / name, dest / name)
+    for cell in sorted((sweep_dir / "cells").iterdir()):
+        for name in PUBLISHED_FILES:
+            if (cell / name).is_file():
+                (dest / "cells" / cell.name).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(cell / name, dest / "cells" / cell.name / name)
