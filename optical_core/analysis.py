@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .significance import paired_comparison
+
 GROUP = ["family", "layers", "lang"]
 
 
@@ -70,7 +72,8 @@ def gain_table(results: pd.DataFrame, out_dir: Path | str, metric: str = "mrr@10
         with np.errstate(divide="ignore", invalid="ignore"):
             gain_boot = (ot_boot - kd_boot) / kd_boot
         kd_mean, ot_mean = kd.mean(), ot.mean()
-        rows.append(dict(zip(GROUP, key), metric=metric, n_seeds=len(common), n_queries=kd.shape[1],
+        floor = _above_floor(out_dir, results, key, metric, {"kd": kd, "ot": ot})
+        rows.append(dict(zip(GROUP, key), **floor, metric=metric, n_seeds=len(common), n_queries=kd.shape[1],
                          params_total=int(group.params_total.iloc[0]),
                          params_non_embedding=int(group.params_non_embedding.iloc[0]),
                          kd_mean=kd_mean, ot_mean=ot_mean,
@@ -79,6 +82,21 @@ def gain_table(results: pd.DataFrame, out_dir: Path | str, metric: str = "mrr@10
                          abs_diff=ot_mean - kd_mean, abs_ci_low=np.percentile(ot_boot - kd_boot, 2.5),
                          abs_ci_high=np.percentile(ot_boot - kd_boot, 97.5)))
     return pd.DataFrame(rows)
+
+
+def _above_floor(out_dir: Path, results: pd.DataFrame, key: tuple, metric: str, trained: dict) -> dict:
+    """Whether each method's seed-averaged per-query scores beat the untrained student (paired test, p<0.05)."""
+    family, layers, lang = key
+    floor = results[(results.metric == metric) & (results.method == "untrained") & (results.family == family)
+                    & (results.layers == layers) & (results.lang == lang)]
+    if floor.empty:
+        return {"untrained_mean": np.nan, "kd_above_floor": None, "ot_above_floor": None}
+    untrained = pd.read_csv(out_dir / floor.per_query_file.iloc[0]).sort_values("qid")[metric].to_numpy()
+    out = {"untrained_mean": float(untrained.mean())}
+    for method, matrix in trained.items():
+        cmp = paired_comparison(matrix.mean(axis=0), untrained)
+        out[f"{method}_above_floor"] = bool(cmp.difference > 0 and cmp.p_value < 0.05)
+    return out
 
 
 @dataclass(frozen=True)
@@ -155,7 +173,18 @@ def verdict(slopes: list[Slope], gains: pd.DataFrame, metric: str, family: str, 
     detected = [s.scope for s in per_lang if not s.spans_zero]
     tail = (f" Per language, the slope's CI excludes zero for {', '.join(detected)}." if detected
             else " Per language, no slope's CI excludes zero.") if per_lang else ""
-    return head + body + tail + (f" {budget_note}" if budget_note else "")
+    floor = ""
+    if "kd_above_floor" in gains:
+        neither = gains[(gains.kd_above_floor == False) & (gains.ot_above_floor == False)]  # noqa: E712
+        if len(neither):
+            sizes_at_floor = sorted(neither.params_non_embedding.unique())
+            floor = (f" Caution: in {len(neither)} of {len(gains)} size-language cells neither objective beats the "
+                     f"untrained student (p < 0.05), so the gain there compares two floor-level students "
+                     f"(sizes {', '.join(f'{p / 1e6:.1f}M' for p in sizes_at_floor)}).")
+        ot_never = gains.ot_above_floor.eq(False).all()
+        if ot_never:
+            floor += " OT beats the untrained student in none of the cells at this budget."
+    return head + body + tail + floor + (f" {budget_note}" if budget_note else "")
 
 
 def slopes_frame(slopes: list[Slope]) -> pd.DataFrame:
