@@ -152,3 +152,21 @@ def test_results_table_is_written_atomically(tmp_path, monkeypatch):
     assert (tmp_path / "results.parquet").read_bytes() == before[0]
     assert (tmp_path / "results.csv").read_text() == before[1]
     assert not list(tmp_path.glob(".*part"))
+
+
+def test_floor_check_flags_students_that_do_not_beat_their_initialisation(tmp_path):
+    results = crafted_study(tmp_path, slope_per_decade=0.1)
+    untrained = []
+    for (lang, layers), g in results.groupby(["lang", "layers"]):
+        row = g[g.method == "kd"].iloc[0].to_dict()
+        path = tmp_path / f"{lang}-{layers}-untrained.csv"
+        rng = np.random.default_rng(layers)
+        pd.DataFrame({"qid": [f"q{i}" for i in range(50)], "mrr@10": rng.uniform(0.35, 0.45, 50)}).to_csv(path, index=False)
+        untrained.append(dict(row, method="untrained", seed=0, cell_id=path.stem, per_query_file=path.name))
+    gains = gain_table(pd.concat([results, pd.DataFrame(untrained)]), tmp_path, n_boot=100)
+    # KD scores 0.4 everywhere, like its noisy initialisation: never above the floor
+    assert not gains.kd_above_floor.any()
+    # OT is 0.4 * (1 + gain): above the floor exactly where the crafted gain is clearly positive
+    big = gains[gains.params_non_embedding >= 10_000_000]
+    assert big.ot_above_floor.all()
+    assert "neither objective beats the untrained student" in verdict(scaling_slopes(gains), gains, "mrr@10", "fam")
