@@ -120,7 +120,8 @@ def grid_cells(config: SweepConfig) -> list[Cell]:
             if lang not in g.langs:
                 continue
             for layers in g.sizes:
-                cells.append(Cell(lang, g.family, "untrained", layers, init_path=g.init_path))
+                if "untrained" in g.methods:
+                    cells.append(Cell(lang, g.family, "untrained", layers, init_path=g.init_path))
                 for seed in g.seeds:
                     cells += [Cell(lang, g.family, m, layers, seed, g.init_path) for m in g.methods if m in TRAINED]
     return list(dict.fromkeys(cells))
