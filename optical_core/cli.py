@@ -76,9 +76,7 @@ def cmd_evaluate(args) -> None:
     from .clir import build_collection
     from .encoders import load_teacher
     from .evaluation import BASELINES, score_baselines, score_student, summary_table, write_per_query
-    from .students import StudentSpec, build_student
-    from .bitext import training_bitext
-    from .clir import load_ntrex
+    from .train import TrainConfig, untrained_student
 
     encoder, manifest = load_checkpoint(args.checkpoint)
     lang = args.lang or manifest.lang
@@ -88,10 +86,7 @@ def cmd_evaluate(args) -> None:
           f" ({manifest.lang}); {args.task} collection {lang}: {len(collection.queries)} queries, "
           f"{len(collection.documents)} documents", file=sys.stderr)
     scores = {"checkpoint": score_student(encoder, teacher, collection)}
-    spec = StudentSpec(**manifest.student)
-    bitext, _ = training_bitext(lang, manifest.train_config.get("n_pairs"))
-    untrained = build_student(spec, teacher.hidden_size, bitext.source + bitext.target + load_ntrex(lang).foreign,
-                              seed=manifest.seed).encoder
+    untrained = untrained_student(TrainConfig.from_dict(manifest.train_config), teacher.hidden_size).encoder
     scores.update(score_baselines(teacher, collection, untrained, which=tuple(args.baselines or BASELINES)))
     table = summary_table(scores, reference="checkpoint")
     out = Path(args.out or Path(args.checkpoint) / f"eval_{args.task}_{lang}")

@@ -27,8 +27,8 @@ from .evaluation import score_baselines, score_student
 from .losses import LossConfig
 from .provenance import device_description, git_commit, library_versions, utc_now
 from .runs import manifest_for
-from .students import StudentSpec, build_student
-from .train import TrainConfig, resolve_device, train
+from .students import StudentSpec
+from .train import TrainConfig, resolve_device, train, untrained_student
 
 TRAINED = ("kd", "ot")
 BASELINE_SYSTEMS = ("oracle", "bm25", "teacher-raw", "me5")
@@ -157,12 +157,7 @@ def run_cell(cell: Cell, config: SweepConfig, out_dir: Path, teacher: Encoder) -
     else:
         tc = train_config_for(cell, config)
         if cell.method == "untrained":
-            from .bitext import training_bitext
-            from .clir import load_ntrex
-
-            bitext, _ = training_bitext(cell.lang, tc.n_pairs)
-            student = build_student(tc.student, teacher.hidden_size,
-                                    bitext.source + bitext.target + load_ntrex(cell.lang).foreign)
+            student = untrained_student(tc, teacher.hidden_size)
             encoder, params = student.encoder, student.params
         else:
             result = train(tc, teacher=teacher)

@@ -141,6 +141,19 @@ def teacher_targets(teacher: Encoder, english: list[str], max_length: int, devic
     return targets
 
 
+def study_vocabulary_texts(bitext: Bitext, lang: str, data_dir: Path | None = None) -> list[str]:
+    """The texts a student's trimmed vocabulary must cover: its bitext and the NTREX queries it will be
+    tested on (so that test queries encode exactly as with the full vocabulary)."""
+    return bitext.source + bitext.target + load_ntrex(lang, data_dir).foreign
+
+
+def untrained_student(config: TrainConfig, teacher_hidden: int, data_dir: Path | None = None) -> Student:
+    """The initialisation a run of `config` starts from (the floor baseline), with the same vocabulary."""
+    bitext, _ = training_bitext(config.lang, config.n_pairs, data_dir)
+    return build_student(config.student, teacher_hidden, study_vocabulary_texts(bitext, config.lang, data_dir),
+                         seed=config.seed)
+
+
 def seed_everything(seed: int) -> None:
     import random
 
@@ -169,10 +182,9 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
     teacher = teacher or load_teacher()
     teacher.to(device)
     bitext, dedup = training_bitext(config.lang, config.n_pairs, data_dir)
-    queries = load_ntrex(config.lang, data_dir).foreign  # in the vocabulary so test queries encode unchanged
     seed_everything(config.seed)
     student = build_student(config.student, teacher.hidden_size,
-                            vocab_texts=bitext.source + bitext.target + queries, seed=config.seed)
+                            vocab_texts=study_vocabulary_texts(bitext, config.lang, data_dir), seed=config.seed)
     model = student.encoder.to(device).train()
     targets = teacher_targets(teacher, bitext.target, config.max_length, device)
 
