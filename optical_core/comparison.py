@@ -22,13 +22,20 @@ def manifests_side_by_side(manifests: dict[str, RunManifest]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def paired_scores(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per-query scores of two systems on their common queries: columns qid, <metric>_a, <metric>_b, diff."""
+    joined = a[["qid", metric]].merge(b[["qid", metric]], on="qid", suffixes=("_a", "_b"))
+    joined["diff"] = joined[f"{metric}_a"] - joined[f"{metric}_b"]
+    return joined
+
+
 def pairwise_table(scores: dict[str, pd.DataFrame], metric: str) -> pd.DataFrame:
     """Every ordered pair (A, B): mean difference A - B with bootstrap CI and randomisation p."""
     names = list(scores)
     rows = []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            joined = scores[a][["qid", metric]].merge(scores[b][["qid", metric]], on="qid", suffixes=("_a", "_b"))
+            joined = paired_scores(scores[a], scores[b], metric)
             cmp = paired_comparison(joined[f"{metric}_a"].to_numpy(), joined[f"{metric}_b"].to_numpy())
             rows.append(dict(a=a, b=b, metric=metric, mean_a=cmp.mean_a, mean_b=cmp.mean_b, diff=cmp.difference,
                              ci_low=cmp.ci_low, ci_high=cmp.ci_high, p_value=cmp.p_value, n=cmp.n))
@@ -36,15 +43,13 @@ def pairwise_table(scores: dict[str, pd.DataFrame], metric: str) -> pd.DataFrame
 
 
 def wins_losses(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> dict[str, int]:
-    joined = a[["qid", metric]].merge(b[["qid", metric]], on="qid", suffixes=("_a", "_b"))
-    diff = joined[f"{metric}_a"] - joined[f"{metric}_b"]
+    diff = paired_scores(a, b, metric)["diff"]
     return {"wins": int((diff > 0).sum()), "ties": int((diff == 0).sum()), "losses": int((diff < 0).sum())}
 
 
 def largest_differences(a: pd.DataFrame, b: pd.DataFrame, metric: str, queries: dict[str, str],
                         k: int = 10) -> pd.DataFrame:
-    joined = a[["qid", metric]].merge(b[["qid", metric]], on="qid", suffixes=("_a", "_b"))
-    joined["diff"] = joined[f"{metric}_a"] - joined[f"{metric}_b"]
+    joined = paired_scores(a, b, metric)
     joined["query"] = joined.qid.map(queries)
     order = joined["diff"].abs().sort_values(ascending=False).index[:k]
     return joined.loc[order].reset_index(drop=True)
