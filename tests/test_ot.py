@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from optical_core.losses import LossConfig, OTLoss
-from optical_core.ot import cost_matrix, marginals, transport_cost, transport_plan
+from optical_core.ot import (PLAN_GRADIENTS, SCALING_MAX_RANGE, choose_solver, cost_matrix, log_sinkhorn, marginal_error, marginals,
+                             scaling_sinkhorn, transport_cost, transport_plan)
 
 
 def random_masked_problem(seed, batch=6, n=9, m=7, d=16):
@@ -114,3 +115,59 @@ def test_sqeuclidean_cost_matches_pot_dist():
     s, t, _, _ = random_masked_problem(6, batch=1)
     C = cost_matrix(s, t, "sqeuclidean")[0]
     np.testing.assert_allclose(C.numpy(), ot.dist(s[0].numpy(), t[0].numpy()), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("solver", [scaling_sinkhorn, log_sinkhorn])
+@pytest.mark.parametrize("seed", range(3))
+def test_each_solver_matches_pot_per_pair(solver, seed):
+    s, t, sm, tm = random_masked_problem(seed + 10, batch=5, n=11, m=8)
+    C = cost_matrix(s, t)
+    a, b = marginals(sm), marginals(tm)
+    P = solver(C, a, b, 0.05, 5000, 1e-7)
+    for i in range(len(C)):
+        n, m = int(sm[i].sum()), int(tm[i].sum())
+        ref = ot.sinkhorn(a[i, :n].double().numpy(), b[i, :m].double().numpy(), C[i, :n, :m].double().numpy(),
+                          0.05, method="sinkhorn_log", stopThr=1e-9, numItermax=5000)
+        np.testing.assert_allclose(P[i, :n, :m].numpy(), ref, atol=1e-5)
+        assert P[i, n:].abs().sum() == 0 and P[i, :, m:].abs().sum() == 0
+
+
+def test_solver_choice_follows_cost_range_and_gradient_mode():
+    s, t, _, _ = random_masked_problem(0)
+    cosine = cost_matrix(s, t)  # range <= 2
+    assert choose_solver(cosine, reg=0.05) == "scaling"
+    assert choose_solver(cosine, reg=0.05, plan_gradient="autodiff") == "log"
+    assert choose_solver(cosine, reg=0.01) == "log"  # range / reg up to 200
+    wide = cost_matrix(s, t, "sqeuclidean")
+    assert choose_solver(wide, reg=0.05) == "log"
+    assert choose_solver(wide, reg=1.01 * float(wide.max() - wide.min()) / SCALING_MAX_RANGE) == "scaling"
+
+
+@pytest.mark.parametrize("plan_gradient", PLAN_GRADIENTS)
+def test_extreme_costs_on_padding_do_not_change_the_plan(plan_gradient):
+    # Unneutralised, a -1e6 cost on padding moved POT's float32 log-domain plan by 0.03.
+    s, t, sm, tm = random_masked_problem(8)
+    C = cost_matrix(s, t)
+    a, b = marginals(sm), marginals(tm)
+    padded = ~(sm[:, :, None] & tm[:, None, :])
+    wild = C.masked_fill(padded, 1e6)
+    wild[:, 0, -1] = torch.where(padded[:, 0, -1], -1e6, wild[:, 0, -1])
+    assert choose_solver(wild, reg=0.05) == "log" and choose_solver(C, reg=0.05) == "scaling"
+    clean = transport_plan(C, a, b, tol=1e-7, max_iter=2000)
+    torch.testing.assert_close(transport_plan(wild, a, b, tol=1e-7, max_iter=2000, plan_gradient=plan_gradient),
+                               clean, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("reg", [0.05, 0.02])  # one per solver
+def test_plan_meets_the_tolerance_it_was_given(reg):
+    s, t, sm, tm = random_masked_problem(9, batch=16, n=20, m=20)
+    C = cost_matrix(s, t)
+    a, b = marginals(sm), marginals(tm)
+    loose, tight = transport_plan(C, a, b, reg, 5000, 1e-2), transport_plan(C, a, b, reg, 5000, 1e-5)
+    assert choose_solver(C, reg) == ("scaling" if reg == 0.05 else "log")
+    assert marginal_error(tight, a, b) < 1e-5 < marginal_error(loose, a, b) < 1e-2
+
+
+def test_zero_iterations_is_refused():
+    with pytest.raises(ValueError, match="max_iter"):
+        transport_plan(torch.zeros(1, 2, 2), torch.full((1, 2), 0.5), torch.full((1, 2), 0.5), max_iter=0)
