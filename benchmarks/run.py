@@ -78,11 +78,17 @@ def step_breakdown(layers: int, batch: int, max_length: int, device: str, repeat
     s_tok = student.token_vectors(s_batch).detach()
     C = cost_matrix(s_tok, t_tok)
     a, b = marginals(s_batch.content_mask), marginals(t_mask)
+    def student_forward_backward():
+        student.token_vectors(s_batch).sum().backward()
+        optimizer.zero_grad()
+
     kd_s, ot_s = timed(step("kd"), repeat, device), timed(step("ot"), repeat, device)
     return dict(student=f"me5-L{layers}", batch=batch, max_length=max_length, device=device,
                 teacher_forward_ms=1e3 * timed(teacher_forward, repeat, device),
+                student_fwd_bwd_ms=1e3 * timed(student_forward_backward, repeat, device),
                 kd_step_ms=1e3 * kd_s, ot_step_ms=1e3 * ot_s,
                 sinkhorn_ms=1e3 * timed(lambda: transport_plan(C, a, b, 0.05, 50), repeat, device),
+                sinkhorn_solver=choose_solver(C, 0.05),
                 ot_over_kd=ot_s / kd_s,
                 tokens_per_s=float(s_batch.attention_mask.sum()) / ot_s,
                 params=sum(p.numel() for p in student.parameters()))
@@ -122,7 +128,7 @@ def sinkhorn_vs_pot_loop(batch: int, n: int, reg: float, device: str, repeat: in
     plan = transport_plan(C, a, b, reg, max_iter, tol)
     reference = loop()
     plan_gap = max((plan[i, :r.shape[0], :r.shape[1]] - r).abs().max().item() for i, r in enumerate(reference))
-    return dict(batch=batch, length=n, reg=reg, device=device, solver=choose_solver(C, a, b, reg),
+    return dict(batch=batch, length=n, reg=reg, device=device, solver=choose_solver(C, reg),
                 ours_ms=1e3 * ours, pot_batch_ms=1e3 * pot_batch, pot_loop_ms=1e3 * looped,
                 speedup_vs_loop=looped / ours, speedup_vs_pot_batch=pot_batch / ours,
                 speedup_vs_loop_20_iters=looped_20 / ours_20, marginal_error=marginal_error(plan, a, b),
@@ -146,7 +152,9 @@ def eval_throughput(device: str) -> dict:
 
 
 def peak_memory(layers: int, device: str) -> float:
-    """Peak resident memory (MiB) of a fresh process doing 3 OT training steps (CPU), or CUDA peak."""
+    """Peak resident memory (MiB) of a fresh process doing 3 OT training steps (CPU), or CUDA peak.
+
+    Includes loading the teacher, the bitext and the student (the steps themselves add little)."""
     code = f"""
 import sys, resource, torch; sys.path.insert(0, {str(ROOT)!r})
 from optical_core.train import train, TrainConfig
@@ -156,8 +164,9 @@ train(TrainConfig('swa', StudentSpec('me5', {layers}), LossConfig(method='ot', s
       batch_size=32, max_length=48, device={device!r}))
 if {device!r}.startswith('cuda'):
     print(torch.cuda.max_memory_allocated() / 2**20)
-else:
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+else:  # VmHWM belongs to this exec'd image; ru_maxrss would inherit the (larger) parent's peak
+    hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')] if sys.platform == 'linux' else []
+    print(int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
