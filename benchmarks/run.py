@@ -173,10 +173,13 @@ else:  # VmHWM belongs to this exec'd image; ru_maxrss would inherit the (larger
 
 
 def sweep_wall_times() -> pd.DataFrame:
+    """Finished sweeps under runs/ and results/: cells, and the sum of their per-cell wall times."""
     rows = []
     for results in sorted((ROOT / "runs").glob("*/cells")) + sorted((ROOT / "results").glob("*/cells")):
+        status_file = results.parent / "status.json"
+        status = json.loads(status_file.read_text()) if status_file.is_file() else {}
         walls = [json.loads(p.read_text())["wall_time_s"] for p in results.glob("*/result.json")]
-        if walls:
+        if walls and status.get("done") == status.get("cells") == len(walls):
             rows.append(dict(sweep=str(results.parent.relative_to(ROOT)), cells=len(walls),
                              sum_of_cell_wall_time_min=sum(walls) / 60))
     return pd.DataFrame(rows)
