@@ -8,6 +8,7 @@ evaluate   score a checkpoint and every baseline on a language's NTREX collectio
 sweep      run a grid from a TOML config (resumable), then write the results table
 analyse    gains, slopes and the verdict from a finished sweep
 publish    copy a sweep's results, manifests and analysis (no weights) into the repo's results/
+ablation   OT variants (one sweep each) beside a reference sweep's KD, OT and untrained cells
 download-data  fetch the corpora (needs internet)
 """
 
@@ -141,6 +142,18 @@ def cmd_publish(args) -> None:
     print(f"published to {dest} ({summary.provenance})")
 
 
+def cmd_ablation(args) -> None:
+    from .ablation import ablation_table
+    from .atomic import atomic_write_text
+
+    layers = int(args.size.lstrip("L"))
+    table = ablation_table(args.reference, args.variants, args.family, layers, args.lang, args.metric)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(args.out), table.to_csv(index=False))
+    _print_table(table.drop(columns=["sweep"]).round(4))
+
+
 def cmd_download(args) -> None:
     from .corpora import download_corpora
 
@@ -215,6 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", required=True)
     p.add_argument("--config", default=None, help="the sweep's config: rewrite its results table first")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("ablation", help="OT variants (one sweep each) beside a reference sweep's KD/OT cells")
+    p.add_argument("--reference", required=True, help="sweep with the KD, default-OT and untrained cells")
+    p.add_argument("--variants", nargs="+", required=True, help="one sweep directory per OT variant")
+    p.add_argument("--family", default="me5")
+    p.add_argument("--size", default="L2")
+    p.add_argument("--lang", default="swa")
+    p.add_argument("--metric", default="mrr@10")
+    p.add_argument("--out", default=None, help="write the table as CSV here")
+    p.set_defaults(func=cmd_ablation)
 
     p = sub.add_parser("download-data", help="fetch NTREX-128 and MAFAND-MT (online only)")
     p.add_argument("--dest", default="data")

@@ -10,8 +10,8 @@ live on; padded tokens get zero mass. Two solvers, chosen per batch:
   qualifies); beyond that, kernel entries that matter would underflow, the trap that makes plain
   Sinkhorn return a zero plan in float32 (../shared/FIELD_NOTES.md).
 - POT's batched log-domain Sinkhorn (`ot.batch.solve_batch`, Schmitzer 2019 stabilisation) for wider
-  ranges and for differentiating through the iterations. It is ~5x slower at batch 32 on CPU (see
-  benchmarks/), which is why it is not the only path.
+  ranges and for differentiating through the iterations. It is ~6x slower at batch 32 x 32 tokens on
+  CPU (benchmarks/run.py), which is why it is not the only path.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import torch.nn.functional as F
 
 COSTS = ("cosine", "sqeuclidean")
 PLAN_GRADIENTS = ("detach", "autodiff")
-SOLVERS = ("scaling", "log")
 # Largest per-pair (max - min cost) / reg the scaling path accepts. With the kernel shifted so its
 # largest entry is 1, every kernel entry is >= exp(-50) and every product that moves a marginal by more
 # than float32 rounding stays a normal float (>= exp(-50 - 17 - log n^2)); exp(-87) is the limit.

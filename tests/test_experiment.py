@@ -170,3 +170,23 @@ def test_floor_check_flags_students_that_do_not_beat_their_initialisation(tmp_pa
     big = gains[gains.params_non_embedding >= 10_000_000]
     assert big.ot_above_floor.all()
     assert "neither objective beats the untrained student" in verdict(scaling_slopes(gains), gains, "mrr@10", "fam")
+
+
+def test_ablation_table_sets_each_variant_beside_the_reference_cells(quick_sweep, tmp_path):
+    import shutil
+
+    from optical_core.ablation import ablation_table
+
+    out, _, table = quick_sweep
+    variant = tmp_path / "ablation-same"
+    shutil.copytree(out, variant)
+    summary = ablation_table(out, [variant], family="minilm", layers=1, lang="swa")
+    assert summary.variant.tolist() == ["reference", "reference", "untrained", "ablation-same"]
+    assert summary.method.tolist() == ["kd", "ot", "untrained", "ot"]
+    swa_ot = table[(table.cell_id == "swa-minilm-L1-ot-s0") & (table.metric == "mrr@10")].value.item()
+    assert summary.iloc[1]["mean"] == pytest.approx(swa_ot) and summary.iloc[3]["mean"] == pytest.approx(swa_ot)
+    assert "cost=cosine" in summary.iloc[1]["settings"] and "reg=0.05" in summary.iloc[1]["settings"]
+    assert summary.iloc[1]["final_marginal_error"] < 1e-4  # cosine cost at reg 0.05: plans converge
+    assert np.isnan(summary.iloc[0]["final_marginal_error"])  # KD has no plan
+    with pytest.raises(ValueError, match="no ot cell for minilm-L7"):
+        ablation_table(out, [variant], family="minilm", layers=7, lang="swa")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from optical_core.losses import LossConfig, OTLoss
-from optical_core.ot import (PLAN_GRADIENTS, SCALING_MAX_RANGE, choose_solver, cost_matrix, log_sinkhorn, marginal_error, marginals,
-                             scaling_sinkhorn, transport_cost, transport_plan)
+from optical_core.ot import (PLAN_GRADIENTS, SCALING_MAX_RANGE, choose_solver, cost_matrix, log_sinkhorn,
+                             marginal_error, marginals, scaling_sinkhorn, transport_cost, transport_plan)
 
 
 def random_masked_problem(seed, batch=6, n=9, m=7, d=16):
