@@ -20,10 +20,14 @@ def runs_root() -> Path:
 
 
 def study_dirs() -> dict[str, Path]:
-    """Label -> directory of every study with a results table: the committed reference first, then sweeps."""
+    """Label -> directory of every study with a results table: the committed reference first, then other
+    committed studies (results/<name>), then sweeps under runs/."""
     found = {}
     if (REFERENCE_RESULTS / "results.csv").is_file():
         found["reference (results/default)"] = REFERENCE_RESULTS
+    for d in sorted(REFERENCE_RESULTS.parent.iterdir()) if REFERENCE_RESULTS.parent.is_dir() else []:
+        if d != REFERENCE_RESULTS and (d / "results.csv").is_file():
+            found[f"committed results/{d.name}"] = d
     root = runs_root()
     if root.is_dir():
         for d in sorted(root.iterdir()):

@@ -111,3 +111,16 @@ def test_train_page_runs_a_tiny_training_to_a_saved_checkpoint(app_env):
     assert not at.exception
     assert at.success and "Saved checkpoint" in at.success[0].value, [m.value for m in at.markdown][:5]
     assert any(p.name.startswith("swa-minilm-L1-kd-s0") for p in app_env.iterdir())
+
+
+def test_study_list_has_the_reference_then_other_committed_studies_then_sweeps(tmp_path, monkeypatch):
+    import optical_core.study as study
+
+    for d in ("results/default", "results/sensitivity-x", "results/ablation", "runs/quick"):
+        (tmp_path / d).mkdir(parents=True)
+    for d in ("results/default", "results/sensitivity-x", "runs/quick"):
+        (tmp_path / d / "results.csv").write_text("cell_id\n")
+    monkeypatch.setattr(study, "REFERENCE_RESULTS", tmp_path / "results" / "default")
+    monkeypatch.setenv("OPTICAL_RUNS", str(tmp_path / "runs"))
+    assert list(study.study_dirs()) == ["reference (results/default)", "committed results/sensitivity-x",
+                                        "sweep runs/quick"]
