@@ -186,7 +186,9 @@ def test_ablation_table_sets_each_variant_beside_the_reference_cells(quick_sweep
     swa_ot = table[(table.cell_id == "swa-minilm-L1-ot-s0") & (table.metric == "mrr@10")].value.item()
     assert summary.iloc[1]["mean"] == pytest.approx(swa_ot) and summary.iloc[3]["mean"] == pytest.approx(swa_ot)
     assert "cost=cosine" in summary.iloc[1]["settings"] and "reg=0.05" in summary.iloc[1]["settings"]
-    assert summary.iloc[1]["final_marginal_error"] < 1e-4  # cosine cost at reg 0.05: plans converge
+    last_step = json.loads((out / "cells" / "swa-minilm-L1-ot-s0" / "train_log.jsonl").read_text().splitlines()[-1])
+    assert summary.iloc[1]["final_marginal_error"] == pytest.approx(last_step["marginal_error"])
+    assert summary.iloc[1]["final_marginal_error"] < 0.01  # well under a token's mass (~1/20)
     assert np.isnan(summary.iloc[0]["final_marginal_error"])  # KD has no plan
-    with pytest.raises(ValueError, match="no ot cell for minilm-L7"):
+    with pytest.raises(ValueError, match="no kd/ot/untrained cell for minilm-L7 swa"):
         ablation_table(out, [variant], family="minilm", layers=7, lang="swa")
