@@ -8,13 +8,13 @@ step: an OT variant whose plans did not converge is not an OT result.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .analysis import accuracy_table
+from .checkpoints import MANIFEST, read_manifest, read_train_log
 from .experiment import collect_results
 
 OT_SETTINGS = ("cost", "reg", "marginals", "plan_gradient", "kd_weight", "sinkhorn_iters")
@@ -23,19 +23,17 @@ OT_SETTINGS = ("cost", "reg", "marginals", "plan_gradient", "kd_weight", "sinkho
 def _final_marginal_errors(sweep_dir: Path, cell_ids: list[str]) -> list[float]:
     errors = []
     for cell in cell_ids:
-        log = sweep_dir / "cells" / cell / "train_log.jsonl"
-        if log.is_file():
-            last = json.loads(log.read_text().strip().splitlines()[-1])
-            if last.get("marginal_error") is not None:
-                errors.append(float(last["marginal_error"]))
+        log = read_train_log(sweep_dir / "cells" / cell)
+        if log and log[-1].get("marginal_error") is not None:
+            errors.append(float(log[-1]["marginal_error"]))
     return errors
 
 
 def _ot_settings(sweep_dir: Path, cell_ids: list[str]) -> str:
     for cell in cell_ids:
-        manifest = sweep_dir / "cells" / cell / "manifest.json"
-        if manifest.is_file():
-            loss = json.loads(manifest.read_text())["loss"]
+        cell_dir = sweep_dir / "cells" / cell
+        if (cell_dir / MANIFEST).is_file():
+            loss = read_manifest(cell_dir).loss
             return ", ".join(f"{k}={loss[k]}" for k in OT_SETTINGS if k in loss)
     return ""
 
