@@ -22,13 +22,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from optical_core.bitext import training_bitext  # noqa: E402
-from optical_core.encoders import load_teacher  # noqa: E402
-from optical_core.losses import KDLoss, LossConfig, OTLoss  # noqa: E402
-from optical_core.ot import (choose_solver, cost_matrix, log_sinkhorn, marginal_error, marginals,  # noqa: E402
+from optical_core.data.bitext import training_bitext  # noqa: E402
+from optical_core.models.encoders import load_teacher  # noqa: E402
+from optical_core.distil.losses import KDLoss, LossConfig, OTLoss  # noqa: E402
+from optical_core.distil.ot import (choose_solver, cost_matrix, log_sinkhorn, marginal_error, marginals,  # noqa: E402
                              transport_plan)
-from optical_core.students import StudentSpec, build_student  # noqa: E402
-from optical_core.train import resolve_device, teacher_targets  # noqa: E402
+from optical_core.models.students import StudentSpec, build_student  # noqa: E402
+from optical_core.distil.train import resolve_device, teacher_targets  # noqa: E402
 
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 
@@ -136,7 +136,7 @@ def sinkhorn_vs_pot_loop(batch: int, n: int, reg: float, device: str, repeat: in
 
 
 def eval_throughput(device: str) -> dict:
-    from optical_core.clir import build_collection
+    from optical_core.data.clir import build_collection
 
     teacher = load_teacher().to(device)
     c = build_collection("headline", "swa")
@@ -157,9 +157,9 @@ def peak_memory(layers: int, device: str) -> float:
     Includes loading the teacher, the bitext and the student (the steps themselves add little)."""
     code = f"""
 import sys, resource, torch; sys.path.insert(0, {str(ROOT)!r})
-from optical_core.train import train, TrainConfig
-from optical_core.students import StudentSpec
-from optical_core.losses import LossConfig
+from optical_core.distil.train import train, TrainConfig
+from optical_core.models.students import StudentSpec
+from optical_core.distil.losses import LossConfig
 train(TrainConfig('swa', StudentSpec('me5', {layers}), LossConfig(method='ot', sinkhorn_iters=50), n_pairs=96,
       batch_size=32, max_length=48, device={device!r}))
 if {device!r}.startswith('cuda'):

@@ -27,28 +27,28 @@ def _print_table(frame) -> None:
 
 
 def cmd_students(args) -> None:
-    from .reports import ladder_table
+    from optical_core.study.ingredients import ladder_table
 
     _print_table(ladder_table(tuple(args.families)))
 
 
 def cmd_tokenizers(args) -> None:
-    from .reports import tokenizer_table
+    from optical_core.study.ingredients import tokenizer_table
 
     _print_table(tokenizer_table(args.langs).round(3))
 
 
 def cmd_data(args) -> None:
-    from .reports import data_table
+    from optical_core.study.ingredients import data_table
 
     _print_table(data_table(args.langs))
 
 
 def cmd_train(args) -> None:
-    from .losses import LossConfig
-    from .runs import default_run_name, evaluate_checkpoint, train_and_save
-    from .students import StudentSpec, parse_size
-    from .train import TrainConfig
+    from optical_core.distil.losses import LossConfig
+    from optical_core.distil.run import default_run_name, evaluate_checkpoint, train_and_save
+    from optical_core.models.students import StudentSpec, parse_size
+    from optical_core.distil.train import TrainConfig
 
     loss = LossConfig(method=args.method, reg=args.reg, cost=args.cost, marginals=args.marginals,
                       plan_gradient=args.plan_gradient, sinkhorn_iters=args.sinkhorn_iters, kd_weight=args.kd_weight)
@@ -73,11 +73,11 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .checkpoints import load_checkpoint
-    from .clir import build_collection
-    from .encoders import load_teacher
-    from .evaluation import BASELINES, score_baselines, score_student, summary_table, write_per_query
-    from .train import TrainConfig, untrained_student
+    from optical_core.store.checkpoints import load_checkpoint
+    from optical_core.data.clir import build_collection
+    from optical_core.models.encoders import load_teacher
+    from optical_core.evaluate.scoring import BASELINES, score_baselines, score_student, summary_table, write_per_query
+    from optical_core.distil.train import TrainConfig, untrained_student
 
     encoder, manifest = load_checkpoint(args.checkpoint)
     lang = args.lang or manifest.lang
@@ -98,7 +98,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_sweep(args) -> None:
-    from .experiment import load_sweep_config, run_sweep, with_budget
+    from optical_core.study.sweep import load_sweep_config, run_sweep, with_budget
 
     config = load_sweep_config(args.config)
     if args.pairs:
@@ -122,7 +122,7 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_analyse(args) -> None:
-    from .report_study import analyse_sweep
+    from optical_core.study.summary import analyse_sweep
 
     summary = analyse_sweep(Path(args.sweep), metric=args.metric, export_to=Path(args.export) if args.export else None)
     print(summary.verdict)
@@ -130,8 +130,8 @@ def cmd_analyse(args) -> None:
 
 
 def cmd_publish(args) -> None:
-    from .experiment import grid_cells, load_sweep_config, write_results
-    from .report_study import analyse_sweep, publish_sweep
+    from optical_core.study.sweep import grid_cells, load_sweep_config, write_results
+    from optical_core.study.summary import analyse_sweep, publish_sweep
 
     sweep, dest = Path(args.sweep), Path(args.dest)
     if args.config:
@@ -143,8 +143,8 @@ def cmd_publish(args) -> None:
 
 
 def cmd_ablation(args) -> None:
-    from .ablation import ablation_table
-    from .atomic import atomic_write_text
+    from optical_core.study.ablation import ablation_table
+    from optical_core.store.atomic import atomic_write_text
 
     layers = int(args.size.lstrip("L"))
     table = ablation_table(args.reference, args.variants, args.family, layers, args.lang, args.metric)
@@ -155,7 +155,7 @@ def cmd_ablation(args) -> None:
 
 
 def cmd_download(args) -> None:
-    from .corpora import download_corpora
+    from optical_core.data.corpora import download_corpora
 
     print(download_corpora(args.dest, args.langs))
 
@@ -248,8 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .corpora import DataError
-    from .encoders import CheckpointError
+    from optical_core.data.corpora import DataError
+    from optical_core.models.encoders import CheckpointError
 
     try:
         args.func(args)

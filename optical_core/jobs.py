@@ -14,8 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runs import default_run_name, evaluate_checkpoint, train_and_save
-from .train import StepLog, TrainConfig, TrainingCancelled
+from optical_core.distil.run import default_run_name, evaluate_checkpoint, train_and_save
+from optical_core.distil.train import StepLog, TrainConfig, TrainingCancelled
 
 
 @dataclass

@@ -1,11 +1,11 @@
 import streamlit as st
 
-from optical_core.alignment import align_pair
-from optical_core.bitext import load_mafand
-from optical_core.clir import load_ntrex
-from optical_core.losses import LossConfig
+from optical_core.distil.alignment import align_pair
+from optical_core.data.bitext import load_mafand
+from optical_core.data.clir import load_ntrex
+from optical_core.distil.losses import LossConfig
 from optical_core.plots import transport_heatmap
-from optical_core.study import all_checkpoints
+from optical_core.store.locations import all_checkpoints
 from pages.common import checkpoint_label, load_checkpoint_cached, teacher
 
 st.title("Token alignments")

@@ -4,10 +4,10 @@ from dataclasses import asdict
 import pandas as pd
 import streamlit as st
 
-from optical_core.checkpoints import delete_checkpoint, read_train_log
-from optical_core.encoders import CheckpointError
+from optical_core.store.checkpoints import delete_checkpoint, read_train_log
+from optical_core.models.encoders import CheckpointError
 from optical_core.plots import loss_curve_figure
-from optical_core.study import all_checkpoints, checkpoint_root
+from optical_core.store.locations import all_checkpoints, checkpoint_root
 
 st.title("Checkpoints")
 st.caption(f"App checkpoints live in `{checkpoint_root()}`; sweep checkpoints under `runs/<sweep>/cells/`.")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from optical_core.checkpoints import load_checkpoint
-from optical_core.encoders import load_teacher
+from optical_core.store.checkpoints import load_checkpoint
+from optical_core.models.encoders import load_teacher
 from optical_core.jobs import JobManager
-from optical_core.report_study import analyse_sweep
-from optical_core.study import checkpoint_root
+from optical_core.study.summary import analyse_sweep
+from optical_core.store.locations import checkpoint_root
 
 LICENCES = ("NTREX-128 (Federmann, Kocmi & Xin, 2022), CC BY-SA 4.0: held-out CLIR test. "
             "MAFAND-MT (Adelani et al., NAACL 2022), CC BY-NC 4.0 (research use): training bitext. "

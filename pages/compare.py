@@ -1,9 +1,9 @@
 import streamlit as st
 
-from optical_core.clir import build_collection
-from optical_core.comparison import largest_differences, manifests_side_by_side, pairwise_table, wins_losses
-from optical_core.evaluation import score_student
-from optical_core.study import all_checkpoints
+from optical_core.data.clir import build_collection
+from optical_core.evaluate.comparison import largest_differences, manifests_side_by_side, pairwise_table, wins_losses
+from optical_core.evaluate.scoring import score_student
+from optical_core.store.locations import all_checkpoints
 from pages.common import checkpoint_label, load_checkpoint_cached, teacher
 
 st.title("Compare checkpoints")

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from optical_core.plots import accuracy_figure, gain_figure
-from optical_core.study import study_dirs
+from optical_core.store.locations import study_dirs
 from pages.common import load_study
 
 st.title("Scaling results")

@@ -2,12 +2,12 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from optical_core.bitext import mafand_languages
-from optical_core.clir import ntrex_languages
-from optical_core.losses import LossConfig
+from optical_core.data.bitext import mafand_languages
+from optical_core.data.clir import ntrex_languages
+from optical_core.distil.losses import LossConfig
 from optical_core.plots import loss_curve_figure
-from optical_core.students import LADDERS, StudentSpec
-from optical_core.train import TrainConfig
+from optical_core.models.students import LADDERS, StudentSpec
+from optical_core.distil.train import TrainConfig
 from pages.common import OT_CHOICES_NOTE, job_manager, session_id, teacher
 
 st.title("Train a student")

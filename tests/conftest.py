@@ -5,7 +5,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from optical_core.corpora import find_data_dir  # noqa: E402
+from optical_core.data.corpora import find_data_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -15,14 +15,14 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def teacher():
-    from optical_core.encoders import load_teacher
+    from optical_core.models.encoders import load_teacher
 
     return load_teacher()
 
 
 @pytest.fixture(scope="session")
 def me5_dir():
-    from optical_core.me5_convert import convert
+    from optical_core.models.me5_convert import convert
 
     return convert()
 
@@ -37,9 +37,9 @@ def write(path: Path, data) -> Path:
 
 
 def tiny_config(method="kd", family="minilm", layers=1, n_pairs=48, seed=0, **loss):
-    from optical_core.losses import LossConfig
-    from optical_core.students import StudentSpec
-    from optical_core.train import TrainConfig
+    from optical_core.distil.losses import LossConfig
+    from optical_core.models.students import StudentSpec
+    from optical_core.distil.train import TrainConfig
 
     return TrainConfig(lang="hau", student=StudentSpec(family, layers), loss=LossConfig(method=method, **loss),
                        n_pairs=n_pairs, epochs=1, batch_size=16, max_length=32, lr=1e-4, seed=seed, device="cpu")
@@ -48,7 +48,7 @@ def tiny_config(method="kd", family="minilm", layers=1, n_pairs=48, seed=0, **lo
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, teacher):
     """A real (tiny) OT run on the me5 family, saved: it has a projection and a trimmed vocabulary."""
-    from optical_core.runs import train_and_save
+    from optical_core.distil.run import train_and_save
 
     root = tmp_path_factory.mktemp("ckpts")
     return train_and_save(tiny_config("ot", "me5", 1, n_pairs=32), root, "tiny-me5-ot", teacher=teacher)
@@ -60,7 +60,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def quick_sweep(tmp_path_factory):
     """The `quick` grid, run end to end on CPU into a fresh directory."""
-    from optical_core.experiment import load_sweep_config, run_sweep
+    from optical_core.study.sweep import load_sweep_config, run_sweep
 
     runs = tmp_path_factory.mktemp("runs")
     config = load_sweep_config(PROJECT / "configs" / "quick.toml")

@@ -6,14 +6,14 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from .conftest import PROJECT, tiny_config
+from optical_core.conftest import PROJECT, tiny_config
 
 APP = str(PROJECT / "app.py")
 
 
 @pytest.fixture(scope="module")
 def app_env(tmp_path_factory, quick_sweep, tiny_checkpoint, teacher):
-    from optical_core.runs import train_and_save
+    from optical_core.distil.run import train_and_save
 
     ckpts = tmp_path_factory.mktemp("app_ckpts")
     shutil.copytree(tiny_checkpoint, ckpts / "tiny-me5-ot")
@@ -114,7 +114,7 @@ def test_train_page_runs_a_tiny_training_to_a_saved_checkpoint(app_env):
 
 
 def test_study_list_has_the_reference_then_other_committed_studies_then_sweeps(tmp_path, monkeypatch):
-    import optical_core.study as study
+    import optical_core.store.locations as study
 
     for d in ("results/default", "results/sensitivity-x", "results/ablation", "runs/quick"):
         (tmp_path / d).mkdir(parents=True)

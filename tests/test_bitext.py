@@ -1,11 +1,11 @@
 import pytest
 
-from optical_core.bitext import (Bitext, load_aligned_files, load_mafand, load_tsv, normalise,
+from optical_core.data.bitext import (Bitext, load_aligned_files, load_mafand, load_tsv, normalise,
                                  remove_heldout_overlap, training_bitext)
-from optical_core.clir import heldout_texts, load_ntrex
-from optical_core.corpora import DataError, find_data_dir, read_lines
+from optical_core.data.clir import heldout_texts, load_ntrex
+from optical_core.data.corpora import DataError, find_data_dir, read_lines
 
-from .conftest import write
+from optical_core.conftest import write
 
 # Pairs per split from ../shared/corpora/README.md
 README_COUNTS = {"swa": 30782, "yor": 6644, "ibo": 6998, "hau": 3098, "zul": 3500, "amh": 899 + 1037, "xho": 486 + 1002}
@@ -84,7 +84,7 @@ def test_tsv_bitext_and_its_errors(tmp_path):
 
 
 def test_missing_data_dir_says_where_to_put_files(monkeypatch, tmp_path):
-    import optical_core.corpora as corpora
+    import optical_core.data.corpora as corpora
 
     monkeypatch.setattr(corpora, "candidate_data_dirs", lambda: [tmp_path / "nowhere"])
     with pytest.raises(DataError, match="OPTICAL_DATA_DIR.*download-data"):
@@ -93,7 +93,7 @@ def test_missing_data_dir_says_where_to_put_files(monkeypatch, tmp_path):
 
 def test_env_var_wins(monkeypatch, tmp_path, data_dir):
     monkeypatch.setenv("OPTICAL_DATA_DIR", str(data_dir))
-    import optical_core.corpora as corpora
+    import optical_core.data.corpora as corpora
 
     assert corpora.candidate_data_dirs()[0] == data_dir
 
@@ -101,7 +101,7 @@ def test_env_var_wins(monkeypatch, tmp_path, data_dir):
 def test_download_fails_clearly_offline(tmp_path, monkeypatch):
     import urllib.request
 
-    import optical_core.corpora as corpora
+    import optical_core.data.corpora as corpora
 
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
@@ -112,7 +112,7 @@ def test_download_fails_clearly_offline(tmp_path, monkeypatch):
 
 
 def test_long_lines_are_truncated_and_counted(teacher, data_dir):
-    from optical_core.train import count_truncated
+    from optical_core.distil.train import count_truncated
 
     bitext = Bitext("swa", ["neno " * 300, "habari"], ["word " * 300, "hello"])
     assert count_truncated(teacher.tokenizer, teacher.tokenizer, bitext, 64) == 1

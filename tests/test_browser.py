@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PROJECT
+from optical_core.conftest import PROJECT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAGES = [("", "Does student size change"), ("train", "Train a student"), ("alignment", "Token alignments"),

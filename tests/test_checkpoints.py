@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from optical_core.checkpoints import (CheckpointError, checkpoint_path, delete_checkpoint, list_checkpoints,
+from optical_core.store.checkpoints import (CheckpointError, checkpoint_path, delete_checkpoint, list_checkpoints,
                                       load_checkpoint, read_manifest, read_train_log, save_checkpoint, sweep_stale)
 
 

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from optical_core.analysis import gain_table, ols_slope, scaling_slopes, verdict
-from optical_core.experiment import cell_status, grid_cells, load_sweep_config, run_sweep, write_results
-from optical_core.report_study import analyse_sweep
+from optical_core.study.analysis import gain_table, ols_slope, scaling_slopes, verdict
+from optical_core.study.sweep import cell_status, grid_cells, load_sweep_config, run_sweep, write_results
+from optical_core.study.summary import analyse_sweep
 
-from .conftest import PROJECT
+from optical_core.conftest import PROJECT
 
 
 def test_quick_grid_produces_a_results_row_for_every_cell_and_metric(quick_sweep):
@@ -36,7 +36,7 @@ def test_a_failing_cell_is_recorded_and_retried(quick_sweep, tmp_path, monkeypat
     out, config, _ = quick_sweep
     import shutil
 
-    import optical_core.experiment as experiment
+    import optical_core.study.sweep as experiment
 
     copy = tmp_path / "sweep"
     shutil.copytree(out, copy)
@@ -175,7 +175,7 @@ def test_floor_check_flags_students_that_do_not_beat_their_initialisation(tmp_pa
 def test_ablation_table_sets_each_variant_beside_the_reference_cells(quick_sweep, tmp_path):
     import shutil
 
-    from optical_core.ablation import ablation_table
+    from optical_core.study.ablation import ablation_table
 
     out, _, table = quick_sweep
     variant = tmp_path / "ablation-same"

@@ -3,8 +3,8 @@ import os
 import numpy as np
 import torch
 
-from optical_core.encoders import load_encoder
-from optical_core.me5_convert import convert, dequantise_q4_0
+from optical_core.models.encoders import load_encoder
+from optical_core.models.me5_convert import convert, dequantise_q4_0
 
 
 def test_q4_0_block_dequantises_as_documented():

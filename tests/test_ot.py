@@ -5,8 +5,8 @@ import ot
 import pytest
 import torch
 
-from optical_core.losses import LossConfig, OTLoss
-from optical_core.ot import (PLAN_GRADIENTS, SCALING_MAX_RANGE, choose_solver, cost_matrix, log_sinkhorn,
+from optical_core.distil.losses import LossConfig, OTLoss
+from optical_core.distil.ot import (PLAN_GRADIENTS, SCALING_MAX_RANGE, choose_solver, cost_matrix, log_sinkhorn,
                              marginal_error, marginals, scaling_sinkhorn, transport_cost, transport_plan)
 
 

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from optical_core.checkpoints import list_checkpoints
-from optical_core.losses import KDLoss
-from optical_core.runs import train_and_save
-from optical_core.train import NonFiniteLoss, TrainingCancelled, resolve_device, train
+from optical_core.store.checkpoints import list_checkpoints
+from optical_core.distil.losses import KDLoss
+from optical_core.distil.run import train_and_save
+from optical_core.distil.train import NonFiniteLoss, TrainingCancelled, resolve_device, train
 
-from .conftest import tiny_config
+from optical_core.conftest import tiny_config
 
 
 def test_device_is_chosen_automatically_and_overridable():

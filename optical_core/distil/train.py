@@ -15,13 +15,13 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from transformers import get_linear_schedule_with_warmup
 
-from .bitext import Bitext, DedupReport, training_bitext
-from .clir import load_ntrex
-from .encoders import Encoder, load_teacher, mean_pool
-from .losses import KDLoss, LossConfig, OTLoss
-from .ot import marginal_error
-from .students import Student, StudentSpec, build_student
-from .vocab import token_idf
+from optical_core.data.bitext import Bitext, DedupReport, training_bitext
+from optical_core.data.clir import load_ntrex
+from optical_core.models.encoders import Encoder, load_teacher, mean_pool
+from optical_core.distil.losses import KDLoss, LossConfig, OTLoss
+from optical_core.distil.ot import marginal_error
+from optical_core.models.students import Student, StudentSpec, build_student
+from optical_core.models.vocab import token_idf
 
 
 class TrainingCancelled(RuntimeError):

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoders import mean_pool
-from .ot import COSTS, PLAN_GRADIENTS, cost_matrix, marginals, transport_cost, transport_plan
+from optical_core.models.encoders import mean_pool
+from optical_core.distil.ot import COSTS, PLAN_GRADIENTS, cost_matrix, marginals, transport_cost, transport_plan
 
 METHODS = ("kd", "ot")
 

@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from .corpora import NTREX_DIR, DataError, find_data_dir, read_lines, sha256_of_lines
+from optical_core.data.corpora import NTREX_DIR, DataError, find_data_dir, read_lines, sha256_of_lines
 
 TASKS = ("headline", "siblings")
 

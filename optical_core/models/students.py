@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .encoders import MODEL_CONSTRUCTION_LOCK, Encoder, load_backbone, load_tokenizer, teacher_dir
-from .me5_convert import convert as convert_me5
-from .vocab import trim_vocabulary
+from optical_core.models.encoders import MODEL_CONSTRUCTION_LOCK, Encoder, load_backbone, load_tokenizer, teacher_dir
+from optical_core.models.me5_convert import convert as convert_me5
+from optical_core.models.vocab import trim_vocabulary
 
 LADDERS = {"me5": (1, 2, 3, 4, 6, 8, 12), "minilm": (1, 2, 3, 4, 6)}
 EMBEDDING_TABLES = ("word_embeddings", "position_embeddings", "token_type_embeddings")

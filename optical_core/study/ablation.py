@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .analysis import accuracy_table
-from .checkpoints import MANIFEST, read_manifest, read_train_log
-from .experiment import collect_results
+from optical_core.study.analysis import accuracy_table
+from optical_core.store.checkpoints import MANIFEST, read_manifest, read_train_log
+from optical_core.study.sweep import collect_results
 
 OT_SETTINGS = ("cost", "reg", "marginals", "plan_gradient", "kd_weight", "sinkhorn_iters")
 

@@ -7,7 +7,7 @@ import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
 
-from .corpora import PROJECT_ROOT
+from optical_core.data.corpora import PROJECT_ROOT
 
 LIBRARIES = ("torch", "transformers", "tokenizers", "pot", "numpy", "ranx", "bm25s", "safetensors")
 

@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .corpora import MAFAND_DIR, DataError, find_data_dir, read_lines, sha256_of_lines
+from optical_core.data.corpora import MAFAND_DIR, DataError, find_data_dir, read_lines, sha256_of_lines
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def training_bitext(lang: str, n_pairs: int | None = None, data_dir: Path | None
 
     The draw does not depend on the run seed, so all cells of a study see the same pairs.
     """
-    from .clir import heldout_texts  # the held-out side of the study
+    from optical_core.data.clir import heldout_texts  # the held-out side of the study
 
     clean, report = remove_heldout_overlap(load_mafand(lang, data_dir), heldout_texts(lang, data_dir))
     if len(clean) == 0:

@@ -21,7 +21,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .encoders import MODEL_CONSTRUCTION_LOCK, CheckpointError, Encoder, check_checkpoint_dir, load_backbone, load_tokenizer
+from optical_core.models.encoders import MODEL_CONSTRUCTION_LOCK, CheckpointError, Encoder, check_checkpoint_dir, load_backbone, load_tokenizer
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .bitext import mafand_languages, training_bitext
-from .clir import headline_collection, load_ntrex, ntrex_languages, sibling_collection
-from .corpora import DataError
-from .encoders import load_tokenizer, teacher_dir
-from .me5_convert import convert as convert_me5
-from .students import LADDERS, StudentSpec, build_student
+from optical_core.data.bitext import mafand_languages, training_bitext
+from optical_core.data.clir import headline_collection, load_ntrex, ntrex_languages, sibling_collection
+from optical_core.data.corpora import DataError
+from optical_core.models.encoders import load_tokenizer, teacher_dir
+from optical_core.models.me5_convert import convert as convert_me5
+from optical_core.models.students import LADDERS, StudentSpec, build_student
 
 
 def ladder_table(families: tuple[str, ...] = ("me5", "minilm"), teacher_hidden: int = 384) -> pd.DataFrame:

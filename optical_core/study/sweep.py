@@ -19,16 +19,16 @@ from typing import Callable
 
 import pandas as pd
 
-from .atomic import atomic_write_bytes, atomic_write_text
-from .checkpoints import save_checkpoint
-from .clir import build_collection
-from .encoders import Encoder, load_teacher
-from .evaluation import score_baselines, score_student
-from .losses import LossConfig
-from .provenance import device_description, git_commit, library_versions, utc_now
-from .runs import manifest_for
-from .students import StudentSpec
-from .train import TrainConfig, resolve_device, train, untrained_student
+from optical_core.store.atomic import atomic_write_bytes, atomic_write_text
+from optical_core.store.checkpoints import save_checkpoint
+from optical_core.data.clir import build_collection
+from optical_core.models.encoders import Encoder, load_teacher
+from optical_core.evaluate.scoring import score_baselines, score_student
+from optical_core.distil.losses import LossConfig
+from optical_core.store.provenance import device_description, git_commit, library_versions, utc_now
+from optical_core.distil.run import manifest_for
+from optical_core.models.students import StudentSpec
+from optical_core.distil.train import TrainConfig, resolve_device, train, untrained_student
 
 TRAINED = ("kd", "ot")
 BASELINE_SYSTEMS = ("oracle", "bm25", "teacher-raw", "me5")

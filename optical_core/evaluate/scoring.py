@@ -15,12 +15,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .clir import ClirCollection
-from .corpora import sha256_of_lines
-from .encoders import Encoder, load_encoder
-from .me5_convert import convert as convert_me5
-from .retrieval import bm25_run, metrics_for, per_query_metrics, rank
-from .significance import mean_ci, paired_comparison
+from optical_core.data.clir import ClirCollection
+from optical_core.data.corpora import sha256_of_lines
+from optical_core.models.encoders import Encoder, load_encoder
+from optical_core.models.me5_convert import convert as convert_me5
+from optical_core.evaluate.retrieval import bm25_run, metrics_for, per_query_metrics, rank
+from optical_core.evaluate.significance import mean_ci, paired_comparison
 
 QUERY_MAX_LENGTH = 64
 DOC_MAX_LENGTH = 256  # all-MiniLM-L6-v2's max_seq_length

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis import accuracy_table, gain_table, scaling_slopes, slopes_frame, verdict
-from .atomic import atomic_write_text
-from .plots import accuracy_figure, export_figure, gain_figure
+from optical_core.study.analysis import accuracy_table, gain_table, scaling_slopes, slopes_frame, verdict
+from optical_core.store.atomic import atomic_write_text
+from optical_core.plots import accuracy_figure, export_figure, gain_figure
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .significance import paired_comparison
+from optical_core.evaluate.significance import paired_comparison
 
 GROUP = ["family", "layers", "lang"]
 

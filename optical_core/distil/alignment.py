@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .encoders import Encoder
-from .losses import LossConfig
-from .ot import cost_matrix, marginals, transport_plan
+from optical_core.models.encoders import Encoder
+from optical_core.distil.losses import LossConfig
+from optical_core.distil.ot import cost_matrix, marginals, transport_plan
 
 
 @dataclass(frozen=True)

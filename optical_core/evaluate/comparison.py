@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .checkpoints import RunManifest
-from .significance import paired_comparison
+from optical_core.store.checkpoints import RunManifest
+from optical_core.evaluate.significance import paired_comparison
 
 MANIFEST_FIELDS = ("method", "lang", "params_total", "params_non_embedding", "vocab_size", "seed", "steps",
                    "n_pairs", "wall_time_s", "device", "git_commit", "created")

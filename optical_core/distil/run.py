@@ -9,13 +9,13 @@ from typing import Callable
 
 import pandas as pd
 
-from .atomic import atomic_write_text
-from .checkpoints import RunManifest, load_checkpoint, save_checkpoint
-from .clir import build_collection
-from .encoders import Encoder, load_teacher
-from .evaluation import score_student
-from .provenance import device_description, git_commit, library_versions, utc_now
-from .train import StepLog, TrainConfig, TrainResult, train
+from optical_core.store.atomic import atomic_write_text
+from optical_core.store.checkpoints import RunManifest, load_checkpoint, save_checkpoint
+from optical_core.data.clir import build_collection
+from optical_core.models.encoders import Encoder, load_teacher
+from optical_core.evaluate.scoring import score_student
+from optical_core.store.provenance import device_description, git_commit, library_versions, utc_now
+from optical_core.distil.train import StepLog, TrainConfig, TrainResult, train
 
 
 def default_run_name(config: TrainConfig) -> str:

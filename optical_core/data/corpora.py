@@ -12,7 +12,7 @@ import os
 import urllib.request
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_ENV_VAR = "OPTICAL_DATA_DIR"
 NTREX_DIR = "ntrex128"
 MAFAND_DIR = "mafand"

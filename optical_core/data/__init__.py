@@ -1,0 +1,1 @@
+"""Corpora on disk, training bitext and the CLIR test collections."""

@@ -1,0 +1,1 @@
+"""Distillation: optimal transport, the objectives, the training loop, saving a run."""

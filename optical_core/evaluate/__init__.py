@@ -1,0 +1,1 @@
+"""Retrieval, metrics, scoring against baselines, significance and checkpoint comparison."""

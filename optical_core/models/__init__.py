@@ -1,0 +1,1 @@
+"""Encoders: the teacher, the student families, me5 conversion and vocabulary trimming."""

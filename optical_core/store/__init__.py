@@ -1,0 +1,1 @@
+"""Persistence: checkpoints, atomic writes, provenance and where things live on disk."""

@@ -1,0 +1,1 @@
+"""The scaling study: the sweep, its analysis, its summary and ablations."""
