@@ -19,16 +19,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from optical_core.data.bitext import training_bitext
+from optical_core.distil.losses import KDLoss, OTLoss
+from optical_core.distil.ot import (
+    choose_solver,
+    cost_matrix,
+    log_sinkhorn,
+    marginal_error,
+    marginals,
+    transport_plan,
+)
+from optical_core.distil.train import resolve_device, teacher_targets
+from optical_core.models.encoders import load_teacher
+from optical_core.models.students import build_student
+from optical_core.settings import DOC_MAX_LENGTH, QUERY_MAX_LENGTH, LossConfig, StudentSpec
 
-from optical_core.data.bitext import training_bitext  # noqa: E402
-from optical_core.models.encoders import load_teacher  # noqa: E402
-from optical_core.distil.losses import KDLoss, LossConfig, OTLoss  # noqa: E402
-from optical_core.distil.ot import (choose_solver, cost_matrix, log_sinkhorn, marginal_error, marginals,  # noqa: E402
-                             transport_plan)
-from optical_core.models.students import StudentSpec, build_student  # noqa: E402
-from optical_core.distil.train import resolve_device, teacher_targets  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 
@@ -58,8 +64,9 @@ def step_breakdown(layers: int, batch: int, max_length: int, device: str, repeat
     s_batch = student.tokenize(src, max_length).to(device)
     t_batch = teacher.tokenize([bitext.target[i] for i in index], max_length).to(device)
     targets = teacher_targets(teacher, bitext.target[:batch], max_length, device)
-    t_tok, t_mask, t_emb, _ = targets.collate(index, device)
-    kd, ot = KDLoss(), OTLoss(LossConfig(method="ot", sinkhorn_iters=50))
+    t_tok, t_mask, _, t_emb = targets.collate(index, device)
+    ot_config = LossConfig(method="ot", sinkhorn_iters=50)
+    kd, ot = KDLoss(), OTLoss(ot_config)
 
     def teacher_forward():
         with torch.no_grad():
@@ -76,7 +83,7 @@ def step_breakdown(layers: int, batch: int, max_length: int, device: str, repeat
         return run
 
     s_tok = student.token_vectors(s_batch).detach()
-    C = cost_matrix(s_tok, t_tok)
+    C = cost_matrix(s_tok, t_tok, "cosine")
     a, b = marginals(s_batch.content_mask), marginals(t_mask)
     def student_forward_backward():
         student.token_vectors(s_batch).sum().backward()
@@ -87,8 +94,9 @@ def step_breakdown(layers: int, batch: int, max_length: int, device: str, repeat
                 teacher_forward_ms=1e3 * timed(teacher_forward, repeat, device),
                 student_fwd_bwd_ms=1e3 * timed(student_forward_backward, repeat, device),
                 kd_step_ms=1e3 * kd_s, ot_step_ms=1e3 * ot_s,
-                sinkhorn_ms=1e3 * timed(lambda: transport_plan(C, a, b, 0.05, 50), repeat, device),
-                sinkhorn_solver=choose_solver(C, 0.05),
+                sinkhorn_ms=1e3 * timed(lambda: transport_plan(C, a, b, ot_config.reg, ot_config.sinkhorn_iters,
+                                                                   ot_config.sinkhorn_tol), repeat, device),
+                sinkhorn_solver=choose_solver(C, ot_config.reg),
                 ot_over_kd=ot_s / kd_s,
                 tokens_per_s=float(s_batch.attention_mask.sum()) / ot_s,
                 params=sum(p.numel() for p in student.parameters()))
@@ -108,9 +116,9 @@ def sinkhorn_vs_pot_loop(batch: int, n: int, reg: float, device: str, repeat: in
     lengths = torch.randint(n // 2, n + 1, (batch, 2), generator=g)
     sm = torch.arange(n)[None] < lengths[:, :1]
     tm = torch.arange(n)[None] < lengths[:, 1:]
-    C = cost_matrix(s, t).to(device)
+    C = cost_matrix(s, t, "cosine").to(device)
     a, b = marginals(sm).to(device), marginals(tm).to(device)
-    tol, max_iter = 1e-5, 1000
+    tol, max_iter = LossConfig().sinkhorn_tol, 1000
 
     def loop(tol=tol, iters=max_iter):
         plans = []
@@ -143,10 +151,10 @@ def eval_throughput(device: str) -> dict:
     docs = list(c.documents.values())
     queries = list(c.queries.values())
     t = time.perf_counter()
-    teacher.encode(docs, batch_size=16, max_length=256, device=device)
+    teacher.encode(docs, batch_size=16, max_length=DOC_MAX_LENGTH, device=device)
     doc_s = time.perf_counter() - t
     t = time.perf_counter()
-    teacher.encode(queries, max_length=64, device=device)
+    teacher.encode(queries, max_length=QUERY_MAX_LENGTH, device=device)
     q_s = time.perf_counter() - t
     return dict(device=device, docs_per_s=len(docs) / doc_s, queries_per_s=len(queries) / q_s)
 
@@ -156,12 +164,11 @@ def peak_memory(layers: int, device: str) -> float:
 
     Includes loading the teacher, the bitext and the student (the steps themselves add little)."""
     code = f"""
-import sys, resource, torch; sys.path.insert(0, {str(ROOT)!r})
-from optical_core.distil.train import train, TrainConfig
-from optical_core.models.students import StudentSpec
-from optical_core.distil.losses import LossConfig
-train(TrainConfig('swa', StudentSpec('me5', {layers}), LossConfig(method='ot', sinkhorn_iters=50), n_pairs=96,
-      batch_size=32, max_length=48, device={device!r}))
+import sys, resource, torch
+from optical_core.distil.train import train
+from optical_core.settings import Budget, LossConfig, StudentSpec, TrainConfig
+train(TrainConfig('swa', StudentSpec('me5', {layers}), LossConfig(method='ot', sinkhorn_iters=50),
+      Budget(n_pairs=96, batch_size=32, max_length=48), device={device!r}))
 if {device!r}.startswith('cuda'):
     print(torch.cuda.max_memory_allocated() / 2**20)
 else:  # VmHWM belongs to this exec'd image; ru_maxrss would inherit the (larger) parent's peak
@@ -206,9 +213,10 @@ def main() -> None:
     print("## Training step, OT vs KD (batch 32, max length 48; teacher outputs are cached once per pair)\n")
     print(steps.drop(columns=["params"]).round(3).to_markdown(index=False), "\n")
 
-    grid = [(8, 32, 0.05), (32, 16, 0.05), (32, 32, 0.05), (32, 64, 0.05), (128, 32, 0.05), (32, 32, 0.005)]
+    reg = LossConfig().reg  # the study's epsilon, and a tenth of it (the log-domain path)
+    grid = [(8, 32, reg), (32, 16, reg), (32, 32, reg), (32, 64, reg), (128, 32, reg), (32, 32, reg / 10)]
     if args.quick:
-        grid = [(32, 32, 0.05), (32, 32, 0.005)]
+        grid = [(32, 32, reg), (32, 32, reg / 10)]
     sk = pd.DataFrame([sinkhorn_vs_pot_loop(b, n, reg, device, repeat) for b, n, reg in grid])
     print("## Batched Sinkhorn (ours; POT ot.batch) vs ot.sinkhorn(method='sinkhorn_log') per pair in a loop\n\n"
           "Same problems, stop when the L2 marginal violation < 1e-5. `solver`: the path transport_plan took "

@@ -15,15 +15,83 @@ download-data  fetch the corpora (needs internet)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import typing
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from optical_core.errors import OpticalError
+from optical_core.settings import TASKS, Budget, TrainConfig, parse_text, setting_field
+
 
 def _print_table(frame) -> None:
     print(frame.to_string(index=False))
+
+
+# --- options built from the settings dataclasses -------------------------------------------------------
+
+
+def add_settings(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
+    """One option per field of a settings dataclass (nested ones flattened), with its help, default and
+    allowed values taken from the field. Values are parsed and validated by the dataclass itself."""
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(cls.__name__) if not prefix else parser
+    for f in fields(cls):
+        if is_dataclass(hints[f.name]):
+            add_settings(parser, hints[f.name], f"{prefix}{f.name}.")
+            continue
+        meta = f.metadata
+        flag = "--" + (meta.get("flag") or f.name).replace("_", "-")
+        default = f.default if f.default is not MISSING else f.default_factory()
+        help_text = meta["help"] + f" (default: {default}"
+        if meta.get("choices"):
+            help_text += "; one of " + ", ".join(map(str, meta["choices"]))
+        elif meta.get("low") is not None:
+            help_text += f"; {meta['low']:g} to {meta['high']:g}"
+        help_text += ")"
+        dest = prefix + f.name
+        if hints[f.name] is bool:
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                               help=help_text)
+        else:
+            nargs = "+" if typing.get_origin(hints[f.name]) is tuple else None
+            group.add_argument(flag, dest=dest, default=argparse.SUPPRESS, nargs=nargs, help=help_text,
+                               metavar=f.name.upper())
+
+
+def settings_from_args(cls, args: argparse.Namespace, prefix: str = ""):
+    """The dataclass `cls` from the options `add_settings` declared (absent ones keep their defaults)."""
+    hints = typing.get_type_hints(cls)
+    given = vars(args)
+    values = {}
+    for f in fields(cls):
+        if is_dataclass(hints[f.name]):
+            values[f.name] = settings_from_args(hints[f.name], args, f"{prefix}{f.name}.")
+        elif prefix + f.name in given:
+            raw = given[prefix + f.name]
+            where = f"{cls.__name__}.{f.name} (--{(f.metadata.get('flag') or f.name).replace('_', '-')})"
+            if isinstance(raw, list):
+                values[f.name] = tuple(parse_text(v, setting_field(cls, f.name), typing.get_args(hints[f.name])[0],
+                                                  where) for v in raw)
+            elif isinstance(raw, bool):
+                values[f.name] = raw
+            else:
+                values[f.name] = parse_text(raw, f, hints[f.name], where)
+    return cls(**values)
+
+
+@contextlib.contextmanager
+def progress_bar(**kwargs):
+    """A tqdm bar that leaves no line behind when the command fails (the error is the last word)."""
+    bar = tqdm(leave=False, **kwargs)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def cmd_students(args) -> None:
@@ -45,27 +113,19 @@ def cmd_data(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from optical_core.distil.losses import LossConfig
-    from optical_core.distil.run import default_run_name, evaluate_checkpoint, train_and_save
-    from optical_core.models.students import StudentSpec, parse_size
-    from optical_core.distil.train import TrainConfig
+    from optical_core.distil.run import default_run_name, train_and_save
+    from optical_core.evaluate.scoring import evaluate_checkpoint
 
-    loss = LossConfig(method=args.method, reg=args.reg, cost=args.cost, marginals=args.marginals,
-                      plan_gradient=args.plan_gradient, sinkhorn_iters=args.sinkhorn_iters, kd_weight=args.kd_weight)
-    config = TrainConfig(lang=args.lang, student=StudentSpec(args.family, parse_size(args.size), args.init_path),
-                         loss=loss, n_pairs=args.pairs, epochs=args.epochs, max_steps=args.max_steps,
-                         batch_size=args.batch_size, max_length=args.max_length, lr=args.lr, seed=args.seed,
-                         device=args.device)
+    config = settings_from_args(TrainConfig, args)
     name = args.name or default_run_name(config)
-    bar = tqdm(desc=name, unit="step")
+    with progress_bar(desc=name, unit="step") as bar:
 
-    def on_step(log):
-        bar.total = log.total_steps
-        bar.set_postfix(loss=f"{log.loss:.4f}")
-        bar.update(1)
+        def on_step(log):
+            bar.total = log.total_steps
+            bar.set_postfix(loss=f"{log.loss:.4f}")
+            bar.update(1)
 
-    path = train_and_save(config, args.out, name, on_step=on_step)
-    bar.close()
+        path = train_and_save(config, args.out, name, on_step=on_step)
     print(f"checkpoint: {path}")
     if not args.no_eval:
         scores = evaluate_checkpoint(path)
@@ -73,21 +133,27 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from optical_core.store.checkpoints import load_checkpoint
     from optical_core.data.clir import build_collection
+    from optical_core.distil.train import untrained_student
+    from optical_core.evaluate.scoring import (
+        BASELINES,
+        score_baselines,
+        score_student,
+        summary_table,
+        write_per_query,
+    )
     from optical_core.models.encoders import load_teacher
-    from optical_core.evaluate.scoring import BASELINES, score_baselines, score_student, summary_table, write_per_query
-    from optical_core.distil.train import TrainConfig, untrained_student
+    from optical_core.store.checkpoints import load_checkpoint
 
     encoder, manifest = load_checkpoint(args.checkpoint)
     lang = args.lang or manifest.lang
     collection = build_collection(args.task, lang)
     teacher = load_teacher()
-    print(f"{args.checkpoint}: {manifest.method} student {manifest.student['family']}-L{manifest.student['layers']}"
+    print(f"{args.checkpoint}: {manifest.method} student {manifest.student.name}"
           f" ({manifest.lang}); {args.task} collection {lang}: {len(collection.queries)} queries, "
           f"{len(collection.documents)} documents", file=sys.stderr)
     scores = {"checkpoint": score_student(encoder, teacher, collection)}
-    untrained = untrained_student(TrainConfig.from_dict(manifest.train_config), teacher.hidden_size).encoder
+    untrained = untrained_student(manifest.config, teacher.hidden_size).encoder
     scores.update(score_baselines(teacher, collection, untrained, which=tuple(args.baselines or BASELINES)))
     table = summary_table(scores, reference="checkpoint")
     out = Path(args.out or Path(args.checkpoint) / f"eval_{args.task}_{lang}")
@@ -101,22 +167,22 @@ def cmd_sweep(args) -> None:
     from optical_core.study.sweep import load_sweep_config, run_sweep, with_budget
 
     config = load_sweep_config(args.config)
-    if args.pairs:
-        config = with_budget(config, n_pairs=args.pairs)
+    if args.pairs is not None:
+        config = with_budget(config, n_pairs=parse_text(args.pairs, setting_field(Budget, "n_pairs"), int,
+                                                        "Budget.n_pairs (--pairs)"))
     out = Path(args.out or Path("runs") / config.name)
-    bar = tqdm(desc=config.name, unit="cell")
+    with progress_bar(desc=config.name, unit="cell") as bar:
 
-    def on_cell(i, n, cell, status):
-        bar.total = n
-        if status == "start":
-            bar.set_postfix_str(cell.id)
-        else:
-            bar.update(1)
-            if status != "done":
-                tqdm.write(f"{cell.id}: {status}")
+        def on_cell(i, n, cell, status):
+            bar.total = n
+            if status == "start":
+                bar.set_postfix_str(cell.id)
+            else:
+                bar.update(1)
+                if status != "done":
+                    tqdm.write(f"{cell.id}: {status}")
 
-    run_sweep(config, out, on_cell=on_cell, executor=args.executor)
-    bar.close()
+        run_sweep(config, out, on_cell=on_cell, executor=args.executor)
     status = json.loads((out / "status.json").read_text())
     print(f"{status['done']} of {status['cells']} cells done, {len(status['failed'])} failed; results in {out}")
 
@@ -130,8 +196,8 @@ def cmd_analyse(args) -> None:
 
 
 def cmd_publish(args) -> None:
-    from optical_core.study.sweep import grid_cells, load_sweep_config, write_results
     from optical_core.study.summary import analyse_sweep, publish_sweep
+    from optical_core.study.sweep import grid_cells, load_sweep_config, write_results
 
     sweep, dest = Path(args.sweep), Path(args.dest)
     if args.config:
@@ -143,8 +209,8 @@ def cmd_publish(args) -> None:
 
 
 def cmd_ablation(args) -> None:
-    from optical_core.study.ablation import ablation_table
     from optical_core.store.atomic import atomic_write_text
+    from optical_core.study.ablation import ablation_table
 
     layers = int(args.size.lstrip("L"))
     table = ablation_table(args.reference, args.variants, args.family, layers, args.lang, args.metric)
@@ -161,7 +227,7 @@ def cmd_download(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m optical_core", description=__doc__,
+    parser = argparse.ArgumentParser(prog="optical", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -177,35 +243,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--langs", nargs="+", default=None)
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("train", help="distil one student")
-    p.add_argument("--lang", required=True)
-    p.add_argument("--method", choices=["kd", "ot"], required=True)
-    p.add_argument("--family", default="me5", choices=["me5", "minilm", "hf"])
-    p.add_argument("--size", default="L2", help="first L layers, e.g. L2")
-    p.add_argument("--init-path", default=None, help="local HF checkpoint directory (family hf)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pairs", type=int, default=2000)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--reg", type=float, default=0.05)
-    p.add_argument("--cost", default="cosine", choices=["cosine", "sqeuclidean"])
-    p.add_argument("--marginals", default="uniform", choices=["uniform", "idf"])
-    p.add_argument("--plan-gradient", default="detach", choices=["detach", "autodiff"])
-    p.add_argument("--sinkhorn-iters", type=int, default=100)
-    p.add_argument("--kd-weight", type=float, default=0.0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--name", default=None)
-    p.add_argument("--out", default="checkpoints")
-    p.add_argument("--no-eval", action="store_true")
+    p = sub.add_parser("train", help="distil one student",
+                       description="Distil one student. Every setting below is a field of optical_core.settings.")
+    add_settings(p, TrainConfig)
+    p.add_argument("--name", default=None, help="checkpoint name (default: lang-family-size-method-seed)")
+    p.add_argument("--out", default="checkpoints", help="checkpoint root directory")
+    p.add_argument("--no-eval", action="store_true", help="skip scoring on the NTREX headline task")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score a checkpoint and the baselines")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--lang", default=None)
-    p.add_argument("--task", default="headline", choices=["headline", "siblings"])
+    p.add_argument("--task", default="headline", choices=TASKS)
     p.add_argument("--baselines", nargs="*", default=None)
     p.add_argument("--out", default=None)
     p.set_defaults(func=cmd_evaluate)
@@ -213,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run a grid")
     p.add_argument("--config", required=True)
     p.add_argument("--out", default=None)
-    p.add_argument("--pairs", type=int, default=None, help="override the budget's pair count")
+    p.add_argument("--pairs", default=None, help="override the budget's pair count (Budget.n_pairs)")
     p.add_argument("--executor", default="local", choices=["local", "submitit"])
     p.set_defaults(func=cmd_sweep)
 
@@ -248,12 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from optical_core.data.corpora import DataError
-    from optical_core.models.encoders import CheckpointError
-
     try:
         args.func(args)
-    except (DataError, CheckpointError, ValueError) as err:
+    except (OpticalError, ValueError) as err:  # ValueError: a bad input the settings could not see
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def main_entry() -> None:
+    """The `optical` console script."""
+    sys.exit(main())

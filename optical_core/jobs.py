@@ -14,8 +14,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optical_core.distil.run import default_run_name, evaluate_checkpoint, train_and_save
-from optical_core.distil.train import StepLog, TrainConfig, TrainingCancelled
+from optical_core.distil.run import default_run_name, train_and_save
+from optical_core.distil.train import StepLog
+from optical_core.errors import TrainingCancelled
+from optical_core.evaluate.scoring import evaluate_checkpoint
+from optical_core.settings import TrainConfig
 
 
 @dataclass

@@ -1,12 +1,17 @@
 import streamlit as st
 
-from optical_core.distil.alignment import align_pair
 from optical_core.data.bitext import load_mafand
 from optical_core.data.clir import load_ntrex
-from optical_core.distil.losses import LossConfig
+from optical_core.distil.alignment import align_pair, run_objective
 from optical_core.plots import transport_heatmap
+from optical_core.settings import LossConfig
 from optical_core.store.locations import all_checkpoints
-from pages.common import checkpoint_label, load_checkpoint_cached, teacher
+from pages.common import (
+    checkpoint_label,
+    load_checkpoint_cached,
+    setting_input,
+    teacher,
+)
 
 st.title("Token alignments")
 st.caption("The entropic OT plan between a student's LR tokens and the teacher's English tokens: the alignment "
@@ -28,8 +33,7 @@ def partner_of(e):
     for other in entries:
         om = other.manifest
         if (om.method != e.manifest.method and om.lang == e.manifest.lang and om.seed == e.manifest.seed
-                and om.student.get("family") == e.manifest.student.get("family")
-                and om.student.get("layers") == e.manifest.student.get("layers")):
+                and om.student == e.manifest.student):
             return checkpoint_label(other)
     return None
 
@@ -58,18 +62,27 @@ else:
     lr_text, en_text = lr_lines[int(index)], en_lines[int(index)]
     st.markdown(f"**{m.lang}:** {lr_text}  \n**en:** {en_text}")
 
-reg = st.slider("epsilon (reg)", 0.005, 0.5, float(m.loss.get("reg", 0.05)), step=0.005)
-loss = LossConfig(method="ot", reg=reg, cost=m.loss.get("cost", "cosine"))
+reg = setting_input(st, LossConfig, "reg", value=m.loss.reg, label="epsilon (reg)",
+                    key=f"reg-{entry.path}")
+st.caption(f"Each plan is solved as its checkpoint's training solved it (cost, marginals, iterations, max length); "
+           f"epsilon opens at the first checkpoint's own value ({m.loss.reg:g}) and applies to both when changed.")
+
+
+@st.cache_resource(max_entries=4, show_spinner="Building the checkpoint's objective...")
+def objective_of(path: str, reg: float):
+    encoder, manifest = load_checkpoint_cached(path)
+    return run_objective(manifest.config, encoder, teacher(), reg=reg)
 
 
 def show(entry, column):
     try:
         encoder, manifest = load_checkpoint_cached(entry.path)
-        alignment = align_pair(encoder, teacher(), lr_text, en_text, loss)
+        alignment = align_pair(encoder, teacher(), lr_text, en_text, objective_of(str(entry.path), reg),
+                               manifest.config.budget.max_length)
     except Exception as err:  # a corrupt checkpoint or odd input must not take the page down
         column.error(f"{entry.name}: {err}")
         return
-    column.markdown(f"**{manifest.method.upper()}** student · <P, C> = {alignment.transport_cost:.3f}")
+    column.markdown(f"**{manifest.method.upper()}** student · <P, C> = {alignment.transport_cost:.5f}")
     column.plotly_chart(transport_heatmap(alignment.plan, alignment.lr_tokens, alignment.en_tokens, alignment.cost,
                                           title=f"{manifest.method}: transport plan"),
                         width="stretch", key=f"plan-{entry.path}")

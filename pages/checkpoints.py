@@ -4,9 +4,9 @@ from dataclasses import asdict
 import pandas as pd
 import streamlit as st
 
-from optical_core.store.checkpoints import delete_checkpoint, read_train_log
-from optical_core.models.encoders import CheckpointError
+from optical_core.errors import CheckpointError
 from optical_core.plots import loss_curve_figure
+from optical_core.store.checkpoints import delete_checkpoint, read_train_log
 from optical_core.store.locations import all_checkpoints, checkpoint_root
 
 st.title("Checkpoints")
@@ -18,7 +18,7 @@ if not entries:
 
 rows = [dict(name=e.name, status="ok" if e.error is None else "unreadable",
              method=e.manifest.method if e.manifest else None, lang=e.manifest.lang if e.manifest else None,
-             size=f"{e.manifest.student.get('family')}-L{e.manifest.student.get('layers')}" if e.manifest else None,
+             size=e.manifest.student.name if e.manifest else None,
              created=e.manifest.created if e.manifest else None, problem=e.error) for e in entries]
 st.dataframe(pd.DataFrame(rows), hide_index=True)
 for e in entries:

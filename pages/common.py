@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import typing
 import uuid
 from pathlib import Path
 
 import streamlit as st
 
-from optical_core.store.checkpoints import load_checkpoint
-from optical_core.models.encoders import load_teacher
 from optical_core.jobs import JobManager
-from optical_core.study.summary import analyse_sweep
+from optical_core.models.encoders import load_teacher
+from optical_core.settings import default_of, setting_field
+from optical_core.store.checkpoints import load_checkpoint
 from optical_core.store.locations import checkpoint_root
+from optical_core.study.summary import analyse_sweep
 
 LICENCES = ("NTREX-128 (Federmann, Kocmi & Xin, 2022), CC BY-SA 4.0: held-out CLIR test. "
             "MAFAND-MT (Adelani et al., NAACL 2022), CC BY-NC 4.0 (research use): training bitext. "
@@ -60,4 +62,28 @@ def checkpoint_label(entry) -> str:
     m = entry.manifest
     if m is None:
         return f"{entry.name} (unreadable)"
-    return f"{entry.name} · {m.method} · {m.student.get('family')}-L{m.student.get('layers')} · {m.lang} · seed {m.seed}"
+    return f"{entry.name} · {m.method} · {m.student.name} · {m.lang} · seed {m.seed}"
+
+
+def setting_input(container, cls, name: str, value=None, label: str | None = None, key: str | None = None,
+                  radio: bool = False):
+    """A widget for one field of a settings dataclass: its choices, bounds, default and help come from
+    `optical_core.settings`, so the page repeats none of them."""
+    f = setting_field(cls, name)
+    meta, hint = f.metadata, typing.get_type_hints(cls)[name]
+    hint = next((a for a in typing.get_args(hint) if a is not type(None)), hint)  # X | None -> X
+    value = default_of(f) if value is None else value
+    label = label or name.replace("_", " ")
+    if meta.get("choices"):
+        choices = list(meta["choices"])
+        if radio:
+            return container.radio(label, choices, index=choices.index(value), help=meta["help"], key=key,
+                                   horizontal=True)
+        return container.selectbox(label, choices, index=choices.index(value), help=meta["help"], key=key)
+    if hint is bool:
+        return container.checkbox(label, value, help=meta["help"], key=key)
+    if hint is int:
+        return int(container.number_input(label, int(meta["low"]), int(meta["high"]), int(value), step=1,
+                                          help=meta["help"], key=key))
+    return float(container.number_input(label, float(meta["low"]), float(meta["high"]), float(value), format="%g",
+                                        help=meta["help"], key=key))

@@ -1,7 +1,12 @@
 import streamlit as st
 
 from optical_core.data.clir import build_collection
-from optical_core.evaluate.comparison import largest_differences, manifests_side_by_side, pairwise_table, wins_losses
+from optical_core.evaluate.comparison import (
+    largest_differences,
+    manifests_side_by_side,
+    pairwise_table,
+    wins_losses,
+)
 from optical_core.evaluate.scoring import score_student
 from optical_core.store.locations import all_checkpoints
 from pages.common import checkpoint_label, load_checkpoint_cached, teacher

@@ -1,8 +1,8 @@
 import streamlit as st
 
 from optical_core.plots import gain_figure
-from optical_core.study.summary import budget_note
 from optical_core.store.locations import study_dirs
+from optical_core.study.summary import budget_note
 from pages.common import LICENCES, OT_CHOICES_NOTE, load_study
 
 st.title("Does student size change the gain of OT distillation over KD?")

@@ -4,54 +4,61 @@ import torch
 
 from optical_core.data.bitext import mafand_languages
 from optical_core.data.clir import ntrex_languages
-from optical_core.distil.losses import LossConfig
 from optical_core.plots import loss_curve_figure
-from optical_core.models.students import LADDERS, StudentSpec
-from optical_core.distil.train import TrainConfig
-from pages.common import OT_CHOICES_NOTE, job_manager, session_id, teacher
+from optical_core.settings import (
+    DEMO_BUDGET,
+    LADDERS,
+    Budget,
+    LossConfig,
+    StudentSpec,
+    TrainConfig,
+)
+from pages.common import (
+    OT_CHOICES_NOTE,
+    job_manager,
+    session_id,
+    setting_input,
+    teacher,
+)
 
 st.title("Train a student")
-st.caption("Training runs in the background: the app stays responsive, and you can leave this page and come back.")
+st.caption("Training runs in the background: the app stays responsive, and you can leave this page and come back. "
+           f"The default budget ({DEMO_BUDGET.n_pairs} pairs, {DEMO_BUDGET.steps} steps) is for trying the "
+           "instrument in under a minute, not for comparing objectives: the study's sweeps train far longer.")
 
 languages = sorted(set(mafand_languages()) & set(ntrex_languages()))
 devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+student_default = StudentSpec()
 
 with st.form("train"):
     c1, c2, c3 = st.columns(3)
     lang = c1.selectbox("Language", languages, index=languages.index("swa") if "swa" in languages else 0)
-    family = c2.selectbox("Student family", list(LADDERS), help="me5: multilingual-e5-small (4-bit weights, "
-                          "dequantised). minilm: the English teacher truncated.")
-    layers = c3.selectbox("Size (first L layers)", LADDERS["me5"], index=1)
-    method = c1.radio("Objective", ["kd", "ot"], horizontal=True)
-    seed = c2.number_input("Seed", 0, 10_000, 0)
+    family = setting_input(c2, StudentSpec, "family", label="Student family")
+    sizes = sorted({n for ladder in LADDERS.values() for n in ladder})
+    layers = c3.selectbox("Size (first L layers)", sizes, index=sizes.index(student_default.layers),
+                          help="Each family has its own ladder; a size outside it is refused.")
+    method = setting_input(c1, LossConfig, "method", label="Objective", radio=True)
+    seed = setting_input(c2, TrainConfig, "seed")
     device = c3.selectbox("Device", devices, help="GPU listed when one is present.")
     st.markdown("**OT options** (used when the objective is ot)")
     o1, o2, o3, o4, o5 = st.columns(5)
-    reg = o1.number_input("epsilon (reg)", 0.001, 10.0, 0.05, format="%.3f")
-    cost = o2.selectbox("Cost", ["cosine", "sqeuclidean"])
-    marginals = o3.selectbox("Marginals", ["uniform", "idf"])
-    plan_gradient = o4.selectbox("Plan gradient", ["detach", "autodiff"])
-    kd_weight = o5.number_input("+ KD term weight", 0.0, 100.0, 0.0)
+    loss_fields = {name: setting_input(col, LossConfig, name) for col, name in
+                   zip((o1, o2, o3, o4, o5), ("reg", "cost", "marginals", "plan_gradient", "kd_weight"))}
     st.markdown("**Budget**")
     b1, b2, b3, b4, b5 = st.columns(5)
-    pairs = b1.number_input("Bitext pairs", 16, 100_000, 128)
-    epochs = b2.number_input("Epochs", 1, 50, 1)
-    batch = b3.number_input("Batch size", 2, 512, 16)
-    max_length = b4.number_input("Max length", 8, 512, 48)
-    lr = b5.number_input("Learning rate", 1e-6, 1e-2, 2e-4, format="%.5f")
+    budget_fields = {name: setting_input(col, Budget, name, value=getattr(DEMO_BUDGET, name)) for col, name in
+                     zip((b1, b2, b3, b4, b5), ("n_pairs", "epochs", "batch_size", "max_length", "lr"))}
     submitted = st.form_submit_button("Train", type="primary")
 st.caption(OT_CHOICES_NOTE)
 
 if submitted:
-    if layers not in LADDERS[family]:
-        st.error(f"The {family} ladder has sizes {LADDERS[family]}; L{layers} is not one of them.")
+    try:
+        config = TrainConfig(lang=lang, student=StudentSpec(family, int(layers)),
+                             loss=LossConfig(method=method, **loss_fields),
+                             budget=Budget(**budget_fields), seed=seed, device=device)
+    except ValueError as err:  # SettingsError: one line naming the field and what is allowed
+        st.error(str(err))
     else:
-        config = TrainConfig(
-            lang=lang, student=StudentSpec(family, int(layers)),
-            loss=LossConfig(method=method, reg=reg, cost=cost, marginals=marginals, plan_gradient=plan_gradient,
-                            kd_weight=kd_weight),
-            n_pairs=int(pairs), epochs=int(epochs), batch_size=int(batch), max_length=int(max_length), lr=float(lr),
-            seed=int(seed), device=device)
         job = job_manager().start(config, owner=session_id(), teacher=teacher())
         st.toast(f"Started {job.name}")
 
@@ -75,7 +82,7 @@ def job_panel():
             if job.status == "done":
                 st.success(f"Saved checkpoint {job.checkpoint}")
                 st.dataframe(pd.DataFrame([job.metrics]).round(4), hide_index=True)
-                if job.config.n_pairs < 5000:
+                if job.config.budget.n_pairs < 5000:
                     st.caption("Toy-scale run: a few hundred pairs on CPU; scores are not comparable to a full run.")
             elif job.status == "failed":
                 st.error(job.error)

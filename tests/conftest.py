@@ -37,12 +37,11 @@ def write(path: Path, data) -> Path:
 
 
 def tiny_config(method="kd", family="minilm", layers=1, n_pairs=48, seed=0, **loss):
-    from optical_core.distil.losses import LossConfig
-    from optical_core.models.students import StudentSpec
-    from optical_core.distil.train import TrainConfig
+    from optical_core.settings import Budget, LossConfig, StudentSpec, TrainConfig
 
     return TrainConfig(lang="hau", student=StudentSpec(family, layers), loss=LossConfig(method=method, **loss),
-                       n_pairs=n_pairs, epochs=1, batch_size=16, max_length=32, lr=1e-4, seed=seed, device="cpu")
+                       budget=Budget(n_pairs=n_pairs, epochs=1, batch_size=16, max_length=32, lr=1e-4), seed=seed,
+                       device="cpu")
 
 
 @pytest.fixture(scope="session")

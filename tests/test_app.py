@@ -6,7 +6,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from optical_core.conftest import PROJECT, tiny_config
+from .conftest import PROJECT, tiny_config
 
 APP = str(PROJECT / "app.py")
 

@@ -1,11 +1,19 @@
 import pytest
 
-from optical_core.data.bitext import (Bitext, load_aligned_files, load_mafand, load_tsv, normalise,
-                                 remove_heldout_overlap, training_bitext)
+from optical_core.data.bitext import (
+    Bitext,
+    load_aligned_files,
+    load_mafand,
+    load_tsv,
+    normalise,
+    remove_heldout_overlap,
+    training_bitext,
+)
 from optical_core.data.clir import heldout_texts, load_ntrex
-from optical_core.data.corpora import DataError, find_data_dir, read_lines
+from optical_core.data.corpora import find_data_dir, read_lines
+from optical_core.errors import DataError
 
-from optical_core.conftest import write
+from .conftest import write
 
 # Pairs per split from ../shared/corpora/README.md
 README_COUNTS = {"swa": 30782, "yor": 6644, "ibo": 6998, "hau": 3098, "zul": 3500, "amh": 899 + 1037, "xho": 486 + 1002}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from optical_core.conftest import PROJECT
+from .conftest import PROJECT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAGES = [("", "Does student size change"), ("train", "Train a student"), ("alignment", "Token alignments"),

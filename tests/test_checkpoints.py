@@ -5,8 +5,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from optical_core.store.checkpoints import (CheckpointError, checkpoint_path, delete_checkpoint, list_checkpoints,
-                                      load_checkpoint, read_manifest, read_train_log, save_checkpoint, sweep_stale)
+from optical_core.errors import CheckpointError
+from optical_core.store.checkpoints import (
+    checkpoint_path,
+    delete_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    read_manifest,
+    read_train_log,
+    save_checkpoint,
+    sweep_stale,
+)
 
 
 def copy(src, root, name):
@@ -23,7 +32,7 @@ def test_checkpoint_reloads_bit_identically(tiny_checkpoint):
     assert encoder.projection is not None  # me5 family maps into the teacher's space
     assert manifest.method == "ot" and manifest.lang == "hau" and manifest.steps == 2
     assert manifest.data["bitext_sha256"] and manifest.versions["torch"] and manifest.git_commit
-    assert manifest.loss["plan_gradient"] == "detach" and manifest.vocab_size < manifest.original_vocab_size
+    assert manifest.loss.plan_gradient == "detach" and manifest.vocab_size < manifest.original_vocab_size
     assert len(read_train_log(tiny_checkpoint)) == 2
 
 

@@ -1,5 +1,10 @@
 from optical_core.data.bitext import normalise, training_bitext
-from optical_core.data.clir import build_collection, headline_collection, load_ntrex, sibling_collection
+from optical_core.data.clir import (
+    build_collection,
+    headline_collection,
+    load_ntrex,
+    sibling_collection,
+)
 
 
 def test_headline_collection_has_123_queries_and_documents(data_dir):

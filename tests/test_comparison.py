@@ -1,6 +1,10 @@
 import pandas as pd
 
-from optical_core.evaluate.comparison import largest_differences, pairwise_table, wins_losses
+from optical_core.evaluate.comparison import (
+    largest_differences,
+    pairwise_table,
+    wins_losses,
+)
 
 
 def frames():

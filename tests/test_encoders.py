@@ -3,9 +3,14 @@ import json
 import pytest
 import torch
 
-from optical_core.models.encoders import CheckpointError, check_checkpoint_dir, load_backbone, teacher_dir
+from optical_core.errors import CheckpointError
+from optical_core.models.encoders import (
+    check_checkpoint_dir,
+    load_backbone,
+    teacher_dir,
+)
 
-from optical_core.conftest import write
+from .conftest import write
 
 
 def test_teacher_loads_offline_and_ranks_a_paraphrase_above_an_unrelated_sentence(teacher):

@@ -5,10 +5,16 @@ import pandas as pd
 import pytest
 
 from optical_core.study.analysis import gain_table, ols_slope, scaling_slopes, verdict
-from optical_core.study.sweep import cell_status, grid_cells, load_sweep_config, run_sweep, write_results
 from optical_core.study.summary import analyse_sweep
+from optical_core.study.sweep import (
+    cell_status,
+    grid_cells,
+    load_sweep_config,
+    run_sweep,
+    write_results,
+)
 
-from optical_core.conftest import PROJECT
+from .conftest import PROJECT
 
 
 def test_quick_grid_produces_a_results_row_for_every_cell_and_metric(quick_sweep):
@@ -22,7 +28,7 @@ def test_quick_grid_produces_a_results_row_for_every_cell_and_metric(quick_sweep
     for f in table.per_query_file.unique():
         assert len(pd.read_csv(out / f)) == 123
     manifest = json.loads((out / "cells" / "swa-minilm-L1-ot-s0" / "manifest.json").read_text())
-    assert manifest["loss"]["method"] == "ot" and manifest["seed"] == 0 and manifest["git_commit"]
+    assert manifest["config"]["loss"]["method"] == "ot" and manifest["config"]["seed"] == 0 and manifest["git_commit"]
 
 
 def test_rerun_skips_finished_cells(quick_sweep):
@@ -70,7 +76,7 @@ def test_default_grid_meets_the_study_design():
 def test_bad_config_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\n[[grid]]\nfamily = "me5"\nsizes = [1]\nlangs = ["swa"]\nmethods = ["magic"]\n')
-    with pytest.raises(ValueError, match="unknown methods"):
+    with pytest.raises(ValueError, match=r"grids\[0\]\.methods\[0\] = .magic.: must be one of kd, ot, untrained"):
         load_sweep_config(bad)
 
 

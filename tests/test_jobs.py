@@ -1,9 +1,9 @@
 """Background training as the app runs it: concurrency, cancellation, failure."""
 
-from optical_core.store.checkpoints import list_checkpoints, read_manifest
 from optical_core.jobs import JobManager
+from optical_core.store.checkpoints import list_checkpoints, read_manifest
 
-from optical_core.conftest import tiny_config
+from .conftest import tiny_config
 
 
 def test_two_sessions_training_at_once_do_not_clobber_each_other(tmp_path, teacher):

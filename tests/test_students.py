@@ -2,7 +2,8 @@ import pytest
 
 from optical_core.data.bitext import training_bitext
 from optical_core.data.clir import load_ntrex
-from optical_core.models.students import LADDERS, StudentSpec, build_student, parse_size
+from optical_core.models.students import build_student
+from optical_core.settings import LADDERS, StudentSpec, parse_size
 
 H, FF = 384, 1536
 LAYER = 4 * (H * H + H) + (H * FF + FF) + (FF * H + H) + 2 * 2 * H  # q k v o, ffn in/out, 2 layer norms
@@ -53,14 +54,15 @@ def test_minilm_family_trims_wordpiece_too(data_dir):
 
 
 def test_local_checkpoint_family_and_errors(tmp_path):
-    from optical_core.models.encoders import CheckpointError, teacher_dir
+    from optical_core.errors import CheckpointError
+    from optical_core.models.encoders import teacher_dir
 
     s = build_student(StudentSpec("hf", 2, str(teacher_dir()), trim_vocab=False), 384)
     assert s.encoder.backbone.config.num_hidden_layers == 2
     with pytest.raises(CheckpointError, match="config.json is missing"):
         build_student(StudentSpec("hf", 2, str(tmp_path)), 384)
     with pytest.raises(ValueError, match="ladder has sizes"):
-        build_student(StudentSpec("minilm", 12), 384)
+        StudentSpec("minilm", 12)
     assert parse_size("L4") == 4
     with pytest.raises(ValueError, match="look like L2"):
         parse_size("4 layers")

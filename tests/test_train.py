@@ -1,13 +1,20 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
-from optical_core.store.checkpoints import list_checkpoints
 from optical_core.distil.losses import KDLoss
 from optical_core.distil.run import train_and_save
-from optical_core.distil.train import NonFiniteLoss, TrainingCancelled, resolve_device, train
+from optical_core.distil.train import (
+    NonFiniteLoss,
+    TrainingCancelled,
+    resolve_device,
+    train,
+)
+from optical_core.store.checkpoints import list_checkpoints
 
-from optical_core.conftest import tiny_config
+from .conftest import tiny_config
 
 
 def test_device_is_chosen_automatically_and_overridable():
@@ -26,7 +33,7 @@ def test_gradient_reaches_the_student_only(teacher):
 @pytest.mark.parametrize("method", ["kd", "ot"])
 def test_both_losses_decrease_on_a_real_200_pair_slice(teacher, method):
     config = tiny_config(method, layers=1, n_pairs=200)
-    config = type(config)(**{**config.__dict__, "epochs": 3, "lr": 3e-4})
+    config = replace(config, budget=replace(config.budget, epochs=3, lr=3e-4))
     history = [h.loss for h in train(config, teacher=teacher).history]
     first, last = np.mean(history[:5]), np.mean(history[-5:])
     assert last < 0.97 * first, (method, first, last)

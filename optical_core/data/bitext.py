@@ -12,7 +12,13 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optical_core.data.corpora import MAFAND_DIR, DataError, find_data_dir, read_lines, sha256_of_lines
+from optical_core.data.corpora import (
+    MAFAND_DIR,
+    find_data_dir,
+    read_lines,
+    sha256_of_lines,
+)
+from optical_core.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,14 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from optical_core.data.corpora import NTREX_DIR, DataError, find_data_dir, read_lines, sha256_of_lines
-
-TASKS = ("headline", "siblings")
+from optical_core.data.corpora import (
+    NTREX_DIR,
+    find_data_dir,
+    read_lines,
+    sha256_of_lines,
+)
+from optical_core.errors import DataError
+from optical_core.settings import TASKS
 
 
 @dataclass(frozen=True)

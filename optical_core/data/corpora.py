@@ -12,6 +12,8 @@ import os
 import urllib.request
 from pathlib import Path
 
+from optical_core.errors import DataError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_ENV_VAR = "OPTICAL_DATA_DIR"
 NTREX_DIR = "ntrex128"
@@ -19,10 +21,6 @@ MAFAND_DIR = "mafand"
 
 NTREX_URL = "https://raw.githubusercontent.com/MicrosoftTranslator/NTREX/main/NTREX-128"
 MAFAND_URL = "https://raw.githubusercontent.com/masakhane-io/lafand-mt/main/data/text_files"
-
-
-class DataError(ValueError):
-    """Bad or missing input data; the message names the file (and line) at fault."""
 
 
 def candidate_data_dirs() -> list[Path]:

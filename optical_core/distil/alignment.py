@@ -3,15 +3,16 @@ teacher's English tokens, the cost matrix it was solved on, and the most-aligned
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import torch
 
+from optical_core.data.bitext import training_bitext
+from optical_core.distil.objective import Objective, TeacherBatch, build_objective
 from optical_core.models.encoders import Encoder
-from optical_core.distil.losses import LossConfig
-from optical_core.distil.ot import cost_matrix, marginals, transport_plan
+from optical_core.settings import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -39,17 +40,30 @@ def _content_tokens(encoder: Encoder, text: str, max_length: int):
 
 
 @torch.no_grad()
-def align_pair(student: Encoder, teacher: Encoder, lr_text: str, en_text: str, loss: LossConfig = LossConfig(),
-               max_length: int = 64) -> Alignment:
-    """Solve the same entropic OT problem the OT objective solves, for one pair (uniform marginals)."""
+def align_pair(student: Encoder, teacher: Encoder, lr_text: str, en_text: str, objective: Objective,
+               max_length: int) -> Alignment:
+    """The OT problem `objective` solves in training (cost, marginals, epsilon, iterations), for one pair.
+
+    For a KD run the objective's OT settings are still defined (the config's defaults): the plan is then
+    an inspection of the student's token space, not something its training optimised.
+    """
     if not lr_text.strip() or not en_text.strip():
         raise ValueError("both sentences must be non-empty")
     s_batch, s_keep, lr_tokens = _content_tokens(student, lr_text, max_length)
     t_batch, t_keep, en_tokens = _content_tokens(teacher, en_text, max_length)
-    s_vec = student.token_vectors(s_batch)[0][s_keep][None]
+    s_vec = student.token_vectors(s_batch)
     t_vec = teacher.token_vectors(t_batch)[0][t_keep][None]
-    C = cost_matrix(s_vec, t_vec, loss.cost)
-    a = marginals(torch.ones(1, C.shape[1]))
-    b = marginals(torch.ones(1, C.shape[2]))
-    P = transport_plan(C, a, b, loss.reg, max(loss.sinkhorn_iters, 200), loss.sinkhorn_tol, "detach")
-    return Alignment(lr_tokens, en_tokens, P[0].numpy(), C[0].numpy(), float((P * C).sum()))
+    t_ids = t_batch.input_ids[0][t_keep][None]
+    teacher_side = TeacherBatch(t_vec, torch.ones(t_ids.shape, dtype=torch.bool), t_ids, t_vec.mean(1))
+    out = objective.transport(s_vec, s_batch, teacher_side)
+    keep = s_keep.nonzero().squeeze(1)  # the student's content tokens (specials carry no mass)
+    P, C = out.plan[0][keep], out.cost[0][keep]
+    return Alignment(lr_tokens, en_tokens, P.numpy(), C.numpy(), float((P * C).sum()))
+
+
+def run_objective(config: TrainConfig, student: Encoder, teacher: Encoder, reg: float | None = None) -> Objective:
+    """The objective a run of `config` trained with (its idf tables rebuilt from the run's own bitext),
+    optionally at another epsilon. For a KD run: its config's OT settings, for inspection."""
+    loss = replace(config.loss, method="ot", reg=config.loss.reg if reg is None else reg)
+    bitext = training_bitext(config.lang, config.budget.n_pairs)[0] if loss.marginals == "idf" else None
+    return build_objective(loss, student, teacher, bitext)

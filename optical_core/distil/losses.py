@@ -1,52 +1,21 @@
-"""The two distillation objectives compared by the study."""
+"""The two distillation losses compared by the study, one small module each."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optical_core.distil.ot import (
+    cost_matrix,
+    marginals,
+    transport_cost,
+    transport_plan,
+)
 from optical_core.models.encoders import mean_pool
-from optical_core.distil.ot import COSTS, PLAN_GRADIENTS, cost_matrix, marginals, transport_cost, transport_plan
-
-METHODS = ("kd", "ot")
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """What a run optimises. The OT settings are this project's choices: OPTICAL's are not public.
-
-    reg: entropic epsilon; cost: token distance; marginals: "uniform" or "idf" token masses;
-    plan_gradient: "detach" (plan as a constant) or "autodiff" (through Sinkhorn);
-    kd_weight: weight of the sentence-level KD term added to the OT loss (0 = pure OT).
-    """
-
-    method: str = "kd"
-    reg: float = 0.05
-    cost: str = "cosine"
-    marginals: str = "uniform"
-    plan_gradient: str = "detach"
-    sinkhorn_iters: int = 100
-    sinkhorn_tol: float = 1e-5
-    kd_weight: float = 0.0
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method '{self.method}'; choose one of {METHODS}")
-        if self.cost not in COSTS:
-            raise ValueError(f"unknown cost '{self.cost}'; choose one of {COSTS}")
-        if self.marginals not in ("uniform", "idf"):
-            raise ValueError(f"unknown marginals '{self.marginals}'; choose uniform or idf")
-        if self.plan_gradient not in PLAN_GRADIENTS:
-            raise ValueError(f"unknown plan_gradient '{self.plan_gradient}'; choose one of {PLAN_GRADIENTS}")
-        if self.reg <= 0:
-            raise ValueError("reg must be > 0")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+from optical_core.settings import LossConfig
 
 
 class OTOutput(NamedTuple):

@@ -23,15 +23,15 @@ import ot.batch
 import torch
 import torch.nn.functional as F
 
-COSTS = ("cosine", "sqeuclidean")
-PLAN_GRADIENTS = ("detach", "autodiff")
+from optical_core.settings import COSTS, PLAN_GRADIENTS
+
 # Largest per-pair (max - min cost) / reg the scaling path accepts. With the kernel shifted so its
 # largest entry is 1, every kernel entry is >= exp(-50) and every product that moves a marginal by more
 # than float32 rounding stays a normal float (>= exp(-50 - 17 - log n^2)); exp(-87) is the limit.
 SCALING_MAX_RANGE = 50.0
 
 
-def cost_matrix(student_tokens: torch.Tensor, teacher_tokens: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
+def cost_matrix(student_tokens: torch.Tensor, teacher_tokens: torch.Tensor, kind: str) -> torch.Tensor:
     """C[b, i, j] = distance(student token i, teacher token j), shape [B, n, m], in float32.
 
     cosine: 1 - <s_i/|s_i|, t_j/|t_j|> in [0, 2] (the token vectors are normalised, not the similarity
@@ -65,8 +65,8 @@ def choose_solver(C: torch.Tensor, reg: float, plan_gradient: str = "detach") ->
     return "scaling" if spread / reg <= SCALING_MAX_RANGE else "log"
 
 
-def transport_plan(C: torch.Tensor, a: torch.Tensor, b: torch.Tensor, reg: float = 0.05, max_iter: int = 100,
-                   tol: float = 1e-5, plan_gradient: str = "detach") -> torch.Tensor:
+def transport_plan(C: torch.Tensor, a: torch.Tensor, b: torch.Tensor, reg: float, max_iter: int, tol: float,
+                   plan_gradient: str = "detach") -> torch.Tensor:
     """Entropic OT plan P [B, n, m] with P 1 = a, P^T 1 = b (rows/cols of zero mass get zero plan).
 
     Stops when every pair's row-marginal violation (L2, as POT measures it) is below `tol`, or after

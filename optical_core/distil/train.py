@@ -7,7 +7,7 @@ differs. The teacher is frozen and its English outputs are computed once per (te
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -17,47 +17,12 @@ from transformers import get_linear_schedule_with_warmup
 
 from optical_core.data.bitext import Bitext, DedupReport, training_bitext
 from optical_core.data.clir import load_ntrex
-from optical_core.models.encoders import Encoder, load_teacher, mean_pool
-from optical_core.distil.losses import KDLoss, LossConfig, OTLoss
+from optical_core.distil.objective import TeacherBatch, build_objective
 from optical_core.distil.ot import marginal_error
-from optical_core.models.students import Student, StudentSpec, build_student
-from optical_core.models.vocab import token_idf
-
-
-class TrainingCancelled(RuntimeError):
-    pass
-
-
-class NonFiniteLoss(FloatingPointError):
-    pass
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    lang: str
-    student: StudentSpec
-    loss: LossConfig
-    n_pairs: int | None = 2000
-    epochs: int = 1
-    max_steps: int | None = None
-    batch_size: int = 32
-    max_length: int = 64
-    lr: float = 2e-4
-    head_lr_multiplier: float = 50.0  # the projection starts from scratch, the backbone does not
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 0
-    device: str = "auto"
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @staticmethod
-    def from_dict(d: dict) -> "TrainConfig":
-        d = dict(d)
-        d["student"] = StudentSpec(**d["student"])
-        d["loss"] = LossConfig(**d["loss"])
-        return TrainConfig(**d)
+from optical_core.errors import NonFiniteLoss, TrainingCancelled
+from optical_core.models.encoders import Encoder, load_teacher, mean_pool
+from optical_core.models.students import Student, build_student
+from optical_core.settings import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -109,11 +74,12 @@ class TeacherTargets:
     embeddings: torch.Tensor
     input_ids: list[torch.Tensor]
 
-    def collate(self, index: list[int], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def collate(self, index: list[int], device) -> TeacherBatch:
         tokens = pad_sequence([self.tokens[i] for i in index], batch_first=True).to(device)
+        ids = pad_sequence([self.input_ids[i] for i in index], batch_first=True).to(device)
         lengths = torch.tensor([len(self.tokens[i]) for i in index])
         mask = (torch.arange(tokens.shape[1])[None, :] < lengths[:, None]).to(device)
-        return tokens, mask, self.embeddings[index].to(device), [self.input_ids[i] for i in index]
+        return TeacherBatch(tokens, mask, ids, self.embeddings[index].to(device))
 
 
 _TEACHER_CACHE: dict[tuple, TeacherTargets] = {}
@@ -149,7 +115,7 @@ def study_vocabulary_texts(bitext: Bitext, lang: str, data_dir: Path | None = No
 
 def untrained_student(config: TrainConfig, teacher_hidden: int, data_dir: Path | None = None) -> Student:
     """The initialisation a run of `config` starts from (the floor baseline), with the same vocabulary."""
-    bitext, _ = training_bitext(config.lang, config.n_pairs, data_dir)
+    bitext, _ = training_bitext(config.lang, config.budget.n_pairs, data_dir)
     return build_student(config.student, teacher_hidden, study_vocabulary_texts(bitext, config.lang, data_dir),
                          seed=config.seed)
 
@@ -179,56 +145,40 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
     """Distil one student. Raises TrainingCancelled if `should_stop()` turns true, NonFiniteLoss on NaN/Inf."""
     started = time.perf_counter()
     device = resolve_device(config.device)
+    budget = config.budget
     teacher = teacher or load_teacher()
     teacher.to(device)
-    bitext, dedup = training_bitext(config.lang, config.n_pairs, data_dir)
+    bitext, dedup = training_bitext(config.lang, budget.n_pairs, data_dir)
     seed_everything(config.seed)
     student = build_student(config.student, teacher.hidden_size,
                             vocab_texts=study_vocabulary_texts(bitext, config.lang, data_dir), seed=config.seed)
     model = student.encoder.to(device).train()
-    targets = teacher_targets(teacher, bitext.target, config.max_length, device)
+    targets = teacher_targets(teacher, bitext.target, budget.max_length, device)
+    objective = build_objective(config.loss, model, teacher, bitext)
 
-    loss_cfg = config.loss
-    kd, ot_loss = KDLoss(), OTLoss(loss_cfg)
-    student_idf = teacher_idf = None
-    if loss_cfg.method == "ot" and loss_cfg.marginals == "idf":
-        student_idf = token_idf(model.tokenizer, bitext.source, len(model.tokenizer)).to(device)
-        with teacher.lock:
-            teacher_idf = token_idf(teacher.tokenizer, bitext.target, len(teacher.tokenizer)).to(device)
-
-    plan = _batches(len(bitext), config.batch_size, config.epochs, config.seed)
-    if config.max_steps is not None:
-        plan = plan[: config.max_steps]
+    plan = _batches(len(bitext), budget.batch_size, budget.epochs, config.seed)
+    if budget.max_steps is not None:
+        plan = plan[: budget.max_steps]
     head = list(model.projection.parameters()) if model.projection is not None else []
-    groups = [{"params": list(model.backbone.parameters()), "lr": config.lr}]
+    groups = [{"params": list(model.backbone.parameters()), "lr": budget.lr}]
     if head:
-        groups.append({"params": head, "lr": config.lr * config.head_lr_multiplier})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * len(plan)), len(plan))
+        groups.append({"params": head, "lr": budget.lr * budget.head_lr_multiplier})
+    optimizer = torch.optim.AdamW(groups, weight_decay=budget.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(budget.warmup_ratio * len(plan)), len(plan))
     use_amp = device.startswith("cuda")
     with teacher.lock:
-        truncated = count_truncated(model.tokenizer, teacher.tokenizer, bitext, config.max_length)
+        truncated = count_truncated(model.tokenizer, teacher.tokenizer, bitext, budget.max_length)
     result = TrainResult(config, student, bitext, dedup, device=device, truncated_pairs=truncated)
 
     for step, (epoch, index) in enumerate(plan, start=1):
         if should_stop and should_stop():
             raise TrainingCancelled(f"cancelled at step {step - 1} of {len(plan)}")
-        batch = model.tokenize([bitext.source[i] for i in index], config.max_length).to(device)
-        t_tokens, t_mask, t_embedding, t_ids = targets.collate(index, device)
+        batch = model.tokenize([bitext.source[i] for i in index], budget.max_length).to(device)
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
             s_tokens = model.token_vectors(batch)
-        m_err = None
-        if loss_cfg.method == "kd":
-            loss = kd(s_tokens, batch.attention_mask, t_embedding)
-        else:
-            s_weights = student_idf[batch.input_ids] if student_idf is not None else None
-            t_weights = None
-            if teacher_idf is not None:
-                t_weights = pad_sequence([teacher_idf[ids.to(device)] for ids in t_ids], batch_first=True)
-            out = ot_loss(s_tokens, batch.content_mask, t_tokens, t_mask, s_weights, t_weights)
-            loss, m_err = out.loss, marginal_error(out.plan.detach(), out.a, out.b)
-            if loss_cfg.kd_weight:
-                loss = loss + loss_cfg.kd_weight * kd(s_tokens, batch.attention_mask, t_embedding)
+        out = objective(s_tokens, batch, targets.collate(index, device))
+        loss = out.loss
+        m_err = marginal_error(out.transport.plan.detach(), out.transport.a, out.transport.b) if out.transport else None
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"loss became {loss.item()} at step {step}; no checkpoint was written")
         optimizer.zero_grad(set_to_none=True)

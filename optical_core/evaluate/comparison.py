@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pandas as pd
 
-from optical_core.store.checkpoints import RunManifest
 from optical_core.evaluate.significance import paired_comparison
+from optical_core.store.checkpoints import RunManifest
 
 MANIFEST_FIELDS = ("method", "lang", "params_total", "params_non_embedding", "vocab_size", "seed", "steps",
                    "n_pairs", "wall_time_s", "device", "git_commit", "created")
@@ -15,8 +17,9 @@ def manifests_side_by_side(manifests: dict[str, RunManifest]) -> pd.DataFrame:
     rows = {}
     for name, m in manifests.items():
         row = {f: getattr(m, f) for f in MANIFEST_FIELDS}
-        row.update({f"student.{k}": v for k, v in m.student.items()})
-        row.update({f"loss.{k}": v for k, v in m.loss.items()})
+        row.update({f"student.{k}": v for k, v in asdict(m.student).items()})
+        row.update({f"loss.{k}": v for k, v in asdict(m.loss).items()})
+        row.update({f"budget.{k}": v for k, v in asdict(m.config.budget).items()})
         row["bitext_sha256"] = m.data.get("bitext_sha256", "")[:12]
         rows[name] = row
     return pd.DataFrame(rows)

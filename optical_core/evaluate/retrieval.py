@@ -12,13 +12,13 @@ import pandas as pd
 import torch
 from ranx import Qrels, Run, evaluate
 
-HEADLINE_METRICS = ("mrr@10", "ndcg@10", "recall@1", "recall@5", "recall@10")
-SIBLING_METRICS = HEADLINE_METRICS + ("recall@100", "map")
+from optical_core.settings import TASK_METRICS
+
 RUN_DEPTH = 100
 
 
 def metrics_for(task: str) -> tuple[str, ...]:
-    return SIBLING_METRICS if task == "siblings" else HEADLINE_METRICS
+    return TASK_METRICS[task]
 
 
 def rank(query_embeddings: torch.Tensor, doc_embeddings: torch.Tensor, qids: list[str], dids: list[str],

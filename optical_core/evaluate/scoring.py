@@ -10,20 +10,27 @@ Baselines (each scored on the same queries as the student):
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from optical_core.data.clir import ClirCollection
+from optical_core.data.clir import ClirCollection, build_collection
 from optical_core.data.corpora import sha256_of_lines
-from optical_core.models.encoders import Encoder, load_encoder
-from optical_core.models.me5_convert import convert as convert_me5
-from optical_core.evaluate.retrieval import bm25_run, metrics_for, per_query_metrics, rank
+from optical_core.evaluate.retrieval import (
+    bm25_run,
+    metrics_for,
+    per_query_metrics,
+    rank,
+)
 from optical_core.evaluate.significance import mean_ci, paired_comparison
+from optical_core.models.encoders import Encoder, load_encoder, load_teacher
+from optical_core.models.me5_convert import convert as convert_me5
+from optical_core.settings import DOC_MAX_LENGTH, QUERY_MAX_LENGTH
+from optical_core.store.atomic import atomic_write_text
+from optical_core.store.checkpoints import load_checkpoint
 
-QUERY_MAX_LENGTH = 64
-DOC_MAX_LENGTH = 256  # all-MiniLM-L6-v2's max_seq_length
 BASELINES = ("untrained", "oracle", "bm25", "teacher-raw", "me5")
 
 _DOC_CACHE: dict[tuple, torch.Tensor] = {}
@@ -100,3 +107,15 @@ def write_per_query(scores: dict[str, pd.DataFrame], directory: Path | str) -> d
         frame.to_csv(path, index=False)
         paths[system] = str(path)
     return paths
+
+
+def evaluate_checkpoint(path: Path | str, task: str = "headline", teacher: Encoder | None = None,
+                        data_dir: Path | None = None, lang: str | None = None) -> pd.DataFrame:
+    """Per-query metrics of a saved student on its language's (or `lang`'s) NTREX collection."""
+    encoder, manifest = load_checkpoint(path)
+    collection = build_collection(task, lang or manifest.lang, data_dir)
+    scores = score_student(encoder, teacher or load_teacher(), collection)
+    atomic_write_text(Path(path) / f"eval_{task}.json", json.dumps(
+        {"task": task, "lang": collection.lang, "n_queries": len(scores),
+         "means": scores.drop(columns="qid").mean().to_dict()}, indent=2))
+    return scores

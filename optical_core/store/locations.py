@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from optical_core.store.checkpoints import CheckpointEntry, list_checkpoints
 from optical_core.data.corpora import PROJECT_ROOT
+from optical_core.store.checkpoints import CheckpointEntry, list_checkpoints
 
 REFERENCE_RESULTS = PROJECT_ROOT / "results" / "default"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from optical_core.study.analysis import accuracy_table
 from optical_core.store.checkpoints import MANIFEST, read_manifest, read_train_log
+from optical_core.study.analysis import accuracy_table
 from optical_core.study.sweep import collect_results
 
 OT_SETTINGS = ("cost", "reg", "marginals", "plan_gradient", "kd_weight", "sinkhorn_iters")
@@ -34,7 +34,7 @@ def _ot_settings(sweep_dir: Path, cell_ids: list[str]) -> str:
         cell_dir = sweep_dir / "cells" / cell
         if (cell_dir / MANIFEST).is_file():
             loss = read_manifest(cell_dir).loss
-            return ", ".join(f"{k}={loss[k]}" for k in OT_SETTINGS if k in loss)
+            return ", ".join(f"{k}={getattr(loss, k)}" for k in OT_SETTINGS)
     return ""
 
 

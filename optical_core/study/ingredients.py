@@ -5,11 +5,17 @@ from __future__ import annotations
 import pandas as pd
 
 from optical_core.data.bitext import mafand_languages, training_bitext
-from optical_core.data.clir import headline_collection, load_ntrex, ntrex_languages, sibling_collection
-from optical_core.data.corpora import DataError
+from optical_core.data.clir import (
+    headline_collection,
+    load_ntrex,
+    ntrex_languages,
+    sibling_collection,
+)
+from optical_core.errors import DataError
 from optical_core.models.encoders import load_tokenizer, teacher_dir
 from optical_core.models.me5_convert import convert as convert_me5
-from optical_core.models.students import LADDERS, StudentSpec, build_student
+from optical_core.models.students import build_student
+from optical_core.settings import LADDERS, StudentSpec
 
 
 def ladder_table(families: tuple[str, ...] = ("me5", "minilm"), teacher_hidden: int = 384) -> pd.DataFrame:

@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from optical_core.study.analysis import accuracy_table, gain_table, scaling_slopes, slopes_frame, verdict
-from optical_core.store.atomic import atomic_write_text
 from optical_core.plots import accuracy_figure, export_figure, gain_figure
+from optical_core.store.atomic import atomic_write_text
+from optical_core.study.analysis import (
+    accuracy_table,
+    gain_table,
+    scaling_slopes,
+    slopes_frame,
+    verdict,
+)
 
 
 @dataclass

@@ -19,77 +19,49 @@ from typing import Callable
 
 import pandas as pd
 
-from optical_core.store.atomic import atomic_write_bytes, atomic_write_text
-from optical_core.store.checkpoints import save_checkpoint
 from optical_core.data.clir import build_collection
-from optical_core.models.encoders import Encoder, load_teacher
+from optical_core.distil.run import save_run
+from optical_core.distil.train import resolve_device, train, untrained_student
+from optical_core.errors import SettingsError
 from optical_core.evaluate.scoring import score_baselines, score_student
-from optical_core.distil.losses import LossConfig
-from optical_core.store.provenance import device_description, git_commit, library_versions, utc_now
-from optical_core.distil.run import manifest_for
-from optical_core.models.students import StudentSpec
-from optical_core.distil.train import TrainConfig, resolve_device, train, untrained_student
+from optical_core.models.encoders import Encoder, load_teacher
+from optical_core.settings import (
+    METHODS,
+    LossConfig,
+    StudentSpec,
+    SweepConfig,
+    TrainConfig,
+    from_mapping,
+)
+from optical_core.store.atomic import atomic_write_bytes, atomic_write_text
+from optical_core.store.provenance import (
+    device_description,
+    git_commit,
+    library_versions,
+    utc_now,
+)
 
-TRAINED = ("kd", "ot")
-BASELINE_SYSTEMS = ("oracle", "bm25", "teacher-raw", "me5")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """One training budget for every cell of a sweep."""
-
-    n_pairs: int = 512
-    epochs: int = 1
-    batch_size: int = 32
-    max_length: int = 48
-    lr: float = 2e-4
-    head_lr_multiplier: float = 50.0
-    warmup_ratio: float = 0.1
-
-
-@dataclass(frozen=True)
-class GridSpec:
-    family: str
-    sizes: tuple[int, ...]
-    langs: tuple[str, ...]
-    seeds: tuple[int, ...] = (0,)
-    methods: tuple[str, ...] = ("kd", "ot")
-    init_path: str | None = None
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    name: str
-    grids: tuple[GridSpec, ...]
-    budget: Budget = Budget()
-    ot: LossConfig = LossConfig(method="ot")
-    task: str = "headline"
-    baselines: tuple[str, ...] = BASELINE_SYSTEMS
-    keep_checkpoints: bool = True
-    device: str = "auto"
-    description: str = ""
+TRAINED = METHODS
 
 
 def load_sweep_config(path: Path | str) -> SweepConfig:
+    """A sweep config from TOML: every key is checked against the settings (unknown keys, types, ranges);
+    the `[[grid]]` tables become `SweepConfig.grids`."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise ValueError(f"{path}: cannot read sweep config ({err})") from None
-    grids = tuple(GridSpec(family=g["family"], sizes=tuple(g["sizes"]), langs=tuple(g["langs"]),
-                           seeds=tuple(g.get("seeds", [0])), methods=tuple(g.get("methods", ["kd", "ot"])),
-                           init_path=g.get("init_path")) for g in raw.get("grid", []))
-    if not grids:
-        raise ValueError(f"{path}: no [[grid]] table")
-    for g in grids:
-        unknown = set(g.methods) - set(TRAINED) - {"untrained"}
-        if unknown:
-            raise ValueError(f"{path}: unknown methods {sorted(unknown)}")
-    return SweepConfig(
-        name=raw.get("name", path.stem), grids=grids, budget=Budget(**raw.get("budget", {})),
-        ot=LossConfig(method="ot", **raw.get("ot", {})), task=raw.get("task", "headline"),
-        baselines=tuple(raw.get("baselines", BASELINE_SYSTEMS)), keep_checkpoints=raw.get("keep_checkpoints", True),
-        device=raw.get("device", "auto"), description=raw.get("description", ""))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise SettingsError(f"{path}: cannot read sweep config ({err})") from None
+    raw.setdefault("name", path.stem)
+    if "grids" in raw:
+        raise SettingsError(f"{path}: write the grid blocks as [[grid]] tables")
+    if "grid" not in raw:
+        raise SettingsError(f"{path}: no [[grid]] table")
+    raw["grids"] = raw.pop("grid")
+    try:
+        return from_mapping(SweepConfig, raw, "config")
+    except SettingsError as err:
+        raise SettingsError(f"{path}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -137,12 +109,9 @@ def cell_status(out_dir: Path, cell: Cell) -> str:
 
 
 def train_config_for(cell: Cell, config: SweepConfig) -> TrainConfig:
-    b = config.budget
     loss = config.ot if cell.method == "ot" else LossConfig(method="kd")
     return TrainConfig(lang=cell.lang, student=StudentSpec(cell.family, cell.layers, cell.init_path), loss=loss,
-                       n_pairs=b.n_pairs, epochs=b.epochs, batch_size=b.batch_size, max_length=b.max_length,
-                       lr=b.lr, head_lr_multiplier=b.head_lr_multiplier, warmup_ratio=b.warmup_ratio,
-                       seed=cell.seed, device=config.device)
+                       budget=config.budget, seed=cell.seed, device=config.device)
 
 
 def run_cell(cell: Cell, config: SweepConfig, out_dir: Path, teacher: Encoder) -> dict:
@@ -162,12 +131,8 @@ def run_cell(cell: Cell, config: SweepConfig, out_dir: Path, teacher: Encoder) -
         else:
             result = train(tc, teacher=teacher)
             encoder, params = result.student.encoder, result.student.params
-            manifest = manifest_for(result, "checkpoint")
-            atomic_write_text(cell_dir / "manifest.json", json.dumps(asdict(manifest), indent=2))
-            atomic_write_text(cell_dir / "train_log.jsonl",
-                              "".join(json.dumps(asdict(h)) + "\n" for h in result.history))
-            if config.keep_checkpoints:
-                save_checkpoint(cell_dir, encoder, manifest, [asdict(h) for h in result.history])
+            save_run(result, "checkpoint", checkpoint_root=cell_dir if config.keep_checkpoints else None,
+                     records_dir=cell_dir)
             record.update(train_steps=len(result.history), final_loss=result.history[-1].loss,
                           train_wall_time_s=round(result.wall_time_s, 2), n_pairs=len(result.bitext))
         record.update(params_total=params.total, params_non_embedding=params.non_embedding,

@@ -1,0 +1,353 @@
+"""Every setting of a run and of a sweep, defined once: its type, default, allowed values and help.
+
+Each setting is a field of a frozen dataclass below. The command line (`cli.py`) and the app's Train
+page build their options from these fields, sweep configs (TOML) and manifests (JSON) are read back
+through `from_mapping`, and every instance validates itself on construction: a bad value anywhere
+ends in one `SettingsError` line that names the field, the value and what is allowed.
+
+OPTICAL's own OT settings (cost, marginals, epsilon, iterations, plan gradient, extra terms) are not
+public (only the abstract of arXiv 2301.12566 is): the defaults of `LossConfig` are this project's
+choices, recorded in every manifest.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import types
+import typing
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
+
+from optical_core.errors import SettingsError
+
+# Allowed values, each listed once.
+METHODS = ("kd", "ot")
+COSTS = ("cosine", "sqeuclidean")
+MARGINALS = ("uniform", "idf")
+PLAN_GRADIENTS = ("detach", "autodiff")
+FAMILIES = ("me5", "minilm", "hf")
+LADDERS = {"me5": (1, 2, 3, 4, 6, 8, 12), "minilm": (1, 2, 3, 4, 6)}  # sizes (first L layers) per family
+PROJECTIONS = ("auto", "always", "never")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+TASKS = ("headline", "siblings")
+BASELINE_SYSTEMS = ("oracle", "bm25", "teacher-raw", "me5")
+SWEEP_METHODS = METHODS + ("untrained",)
+
+# The metric lists of each CLIR task (ranx names). Siblings has several relevant passages per query.
+HEADLINE_METRICS = ("mrr@10", "ndcg@10", "recall@1", "recall@5", "recall@10")
+SIBLING_METRICS = HEADLINE_METRICS + ("recall@100", "map")
+TASK_METRICS = {"headline": HEADLINE_METRICS, "siblings": SIBLING_METRICS}
+QUERY_MAX_LENGTH = 64
+DOC_MAX_LENGTH = 256  # all-MiniLM-L6-v2's max_seq_length
+
+# Names that become parts of paths (languages, sweeps): letters, digits, '.', '_', '-'; never '..'.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+
+
+def setting(default, help: str, *, choices: tuple | None = None, low: float | None = None,
+            high: float | None = None, pattern: str | None = None, flag: str | None = None,
+            allow_empty: bool = False, parse: typing.Callable[[str], object] | None = None) -> Field:
+    """A dataclass field with what the CLI, the app and the validator need to know about it.
+
+    choices: allowed values (for a tuple field: allowed elements); low/high: inclusive bounds;
+    pattern: a regular expression the whole string must match; flag: the command-line name when it
+    differs from the field name; allow_empty: a tuple field may be empty; parse: text -> value.
+    """
+    metadata = dict(help=help, choices=choices, low=low, high=high, pattern=pattern, flag=flag,
+                    allow_empty=allow_empty, parse=parse)
+    if is_dataclass(default):
+        return field(default_factory=lambda: default, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def parse_size(text: str) -> int:
+    """'L2' (first 2 layers) or '2' -> 2."""
+    value = str(text).strip().upper().removeprefix("L")
+    if not value.isdigit():
+        raise SettingsError(f"student size must look like L2 (first 2 layers), got {text!r}")
+    return int(value)
+
+
+# --- validation and reading from plain data --------------------------------------------------------
+
+
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _describe(meta: dict, kind) -> str:
+    parts = []
+    if meta.get("choices"):
+        parts.append("one of " + ", ".join(map(str, meta["choices"])))
+    low, high = meta.get("low"), meta.get("high")
+    if low is not None and high is not None:
+        parts.append(f"between {low:g} and {high:g}")
+    elif low is not None:
+        parts.append(f">= {low:g}")
+    if meta.get("pattern"):
+        parts.append("letters, digits, '.', '_', '-'")
+    return (kind + " " if kind else "") + "; ".join(parts)
+
+
+def _coerce(value, hint, where: str, meta: dict):
+    """`value` as type `hint` (int, float, str, bool, X | None, tuple[X, ...], a settings dataclass)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, where, meta)
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise SettingsError(f"{where} = {value!r}: must be a list")
+        if not value and not meta.get("allow_empty"):
+            raise SettingsError(f"{where} = []: must not be empty")
+        return tuple(_coerce(v, args[0], f"{where}[{i}]", meta) for i, v in enumerate(value))
+    if is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if isinstance(value, dict):
+            return from_mapping(hint, value, where)
+        raise SettingsError(f"{where} = {value!r}: must be a table of {hint.__name__} settings")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise SettingsError(f"{where} = {value!r}: must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingsError(f"{where} = {value!r}: must be an integer ({_describe(meta, '')})".replace(" ()", ""))
+        value = int(value)
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(f"{where} = {value!r}: must be a number ({_describe(meta, '')})".replace(" ()", ""))
+        value = float(value)
+        if not math.isfinite(value):
+            raise SettingsError(f"{where} = {value!r}: must be a finite number ({_describe(meta, '')})")
+    elif hint is str:
+        if not isinstance(value, str):
+            raise SettingsError(f"{where} = {value!r}: must be a string")
+        if len(value) > 4096:
+            raise SettingsError(f"{where}: a string of {len(value)} characters is too long (at most 4096)")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise SettingsError(f"{where} = {value!r}: must be {_describe(meta, '')}")
+    low, high = meta.get("low"), meta.get("high")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise SettingsError(f"{where} = {value!r}: out of range, must be {_describe(meta, '')}")
+    if meta.get("pattern") and (not re.fullmatch(meta["pattern"], value) or ".." in value):
+        raise SettingsError(f"{where} = {value!r}: must be a plain name ({_describe(meta, '')})")
+    return value
+
+
+def check(instance) -> None:
+    """Validate (and normalise: lists to tuples, ints to floats) every field of a settings dataclass."""
+    cls = type(instance)
+    hints = _hints(cls)
+    for f in fields(instance):
+        value = _coerce(getattr(instance, f.name), hints[f.name], f"{cls.__name__}.{f.name}", dict(f.metadata))
+        object.__setattr__(instance, f.name, value)
+
+
+def from_mapping(cls, data: dict, where: str | None = None):
+    """A settings dataclass from plain data (TOML, JSON). Unknown keys are an error; missing keys take the
+    default; a nested table is applied on top of the field's default (so `[ot]` keeps method = "ot")."""
+    where = where or cls.__name__
+    if not isinstance(data, dict):
+        raise SettingsError(f"{where} = {data!r}: must be a table of settings")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise SettingsError(f"{where}: unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                            f"(known: {', '.join(known)})")
+    values = {}
+    hints = _hints(cls)
+    for name, value in data.items():
+        hint, f = hints[name], known[name]
+        if is_dataclass(hint) and isinstance(value, dict):
+            value = _apply(default_of(f), value, f"{where}.{name}")
+        values[name] = value
+    try:
+        return cls(**values)
+    except SettingsError as err:  # name the field the way the config file spells it
+        raise SettingsError(str(err).replace(f"{cls.__name__}.", f"{where}.", 1)) from None
+
+
+def _apply(base, changes: dict, where: str):
+    checked = from_mapping(type(base), changes, where)  # unknown keys and types
+    return replace(base, **{k: getattr(checked, k) for k in changes})
+
+
+def default_of(f: Field):
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    raise SettingsError(f"{f.name} has no default")
+
+
+def setting_field(cls, name: str) -> Field:
+    """The dataclass field of `cls` called `name` (for widgets and options built from it)."""
+    for f in fields(cls):
+        if f.name == name:
+            return f
+    raise KeyError(f"{cls.__name__} has no setting {name!r}")
+
+
+def parse_text(text: str, f: Field, hint, where: str):
+    """A value typed on the command line, as the field's type (validation happens in the dataclass)."""
+    meta = f.metadata
+    if meta.get("parse"):
+        return meta["parse"](text)
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if str(text).lower() == "none":
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise SettingsError(f"{where} = {text!r}: must be an integer ({_describe(dict(meta), '')})") from None
+    if hint is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise SettingsError(f"{where} = {text!r}: must be a number ({_describe(dict(meta), '')})") from None
+    return text
+
+
+# --- the settings -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """What a run optimises: KD (Reimers & Gurevych, 2020), or OPTICAL-style OT (Huang et al., 2023)."""
+
+    method: str = setting("kd", "distillation objective", choices=METHODS)
+    reg: float = setting(0.05, "entropic epsilon of the OT plan", low=1e-3, high=100.0)
+    cost: str = setting("cosine", "token distance of the OT cost matrix", choices=COSTS)
+    marginals: str = setting("uniform", "token masses of the OT problem", choices=MARGINALS)
+    plan_gradient: str = setting("detach", "detach: the plan is a constant (envelope gradient); autodiff: "
+                                 "differentiate through every Sinkhorn iteration", choices=PLAN_GRADIENTS)
+    sinkhorn_iters: int = setting(100, "largest number of Sinkhorn iterations per step", low=1, high=10_000)
+    sinkhorn_tol: float = setting(1e-5, "Sinkhorn stops when every marginal is this close (L2)", low=1e-9, high=1.0)
+    kd_weight: float = setting(0.0, "weight of a sentence-level KD term added to the OT loss (0 = pure OT)",
+                               low=0.0, high=1000.0)
+
+    def __post_init__(self):
+        check(self)
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """A student query encoder: a family's first `layers` layers (see models/students.py)."""
+
+    family: str = setting("me5", "me5: multilingual-e5-small (4-bit weights, dequantised); minilm: the English "
+                          "teacher truncated; hf: a local Hugging Face checkpoint (init_path)", choices=FAMILIES)
+    layers: int = setting(2, "keep the first L layers, e.g. L2", low=1, high=48, flag="size", parse=parse_size)
+    init_path: str | None = setting(None, "local Hugging Face checkpoint directory (family hf)")
+    trim_vocab: bool = setting(True, "keep only the vocabulary pieces the study's texts use")
+    projection: str = setting("auto", "linear map into the teacher's space: auto (unless the student is the "
+                              "teacher's own family and width), always or never", choices=PROJECTIONS)
+
+    def __post_init__(self):
+        check(self)
+        ladder = LADDERS.get(self.family)
+        if ladder and self.layers not in ladder:
+            raise SettingsError(f"StudentSpec.layers = {self.layers}: the {self.family} ladder has sizes "
+                                f"{', '.join(f'L{n}' for n in ladder)}")
+        if self.family == "hf" and not self.init_path:
+            raise SettingsError("StudentSpec.init_path: family 'hf' needs a local Hugging Face checkpoint directory")
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}-L{self.layers}"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much training a student gets. The defaults are the CLI's single run."""
+
+    n_pairs: int | None = setting(2000, "training pairs (the first N after held-out de-duplication; none = all)",
+                                  low=1, high=10_000_000, flag="pairs")
+    epochs: int = setting(1, "passes over the pairs", low=1, high=1000)
+    max_steps: int | None = setting(None, "stop after this many optimiser steps (none = all epochs)",
+                                    low=1, high=10_000_000)
+    batch_size: int = setting(32, "pairs per optimiser step", low=1, high=4096)
+    max_length: int = setting(64, "tokens per sentence, specials included (longer ones are truncated)",
+                              low=4, high=512)
+    lr: float = setting(2e-4, "AdamW learning rate of the backbone", low=1e-8, high=1.0)
+    head_lr_multiplier: float = setting(50.0, "learning-rate multiplier of the projection head (it starts "
+                                        "from scratch, the backbone does not)", low=1e-3, high=1e4)
+    warmup_ratio: float = setting(0.1, "share of the steps with a linear learning-rate warm-up", low=0.0, high=1.0)
+    weight_decay: float = setting(0.01, "AdamW weight decay", low=0.0, high=1.0)
+
+    def __post_init__(self):
+        check(self)
+
+    @property
+    def steps(self) -> int | None:
+        """Optimiser steps, when the pair count is known."""
+        if self.n_pairs is None:
+            return self.max_steps
+        steps = -(-self.n_pairs // self.batch_size) * self.epochs
+        return min(steps, self.max_steps) if self.max_steps else steps
+
+
+# The app's Train page default: a run that finishes in well under a minute on a laptop CPU, to try the
+# instrument. Far too small to compare objectives: that is what the sweep's budgets are for.
+DEMO_BUDGET = Budget(n_pairs=128, batch_size=16, max_length=48)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One run: a student, an objective, a budget, a language's bitext, a seed."""
+
+    lang: str = setting("swa", "low-resource language code (MAFAND bitext and NTREX test text)",
+                        pattern=NAME_PATTERN)
+    student: StudentSpec = setting(StudentSpec(), "the student")
+    loss: LossConfig = setting(LossConfig(), "the objective")
+    budget: Budget = setting(Budget(), "the training budget")
+    seed: int = setting(0, "random seed (initialisation, batch order)", low=0, high=2**31 - 1)
+    device: str = setting("auto", "auto picks cuda, then mps, then cpu", choices=DEVICES)
+
+    def __post_init__(self):
+        check(self)
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """One block of a sweep: a family's sizes x languages x seeds x methods."""
+
+    family: str = setting("me5", "student family", choices=FAMILIES)
+    sizes: tuple[int, ...] = setting((2,), "student sizes (first L layers)", low=1, high=48)
+    langs: tuple[str, ...] = setting(("swa",), "languages", pattern=NAME_PATTERN)
+    seeds: tuple[int, ...] = setting((0,), "seeds", low=0, high=2**31 - 1)
+    methods: tuple[str, ...] = setting(METHODS, "objectives, and 'untrained' for the initialisation",
+                                       choices=SWEEP_METHODS)
+    init_path: str | None = setting(None, "local Hugging Face checkpoint directory (family hf)")
+
+    def __post_init__(self):
+        check(self)
+        for layers in self.sizes:  # the same rules as a single run's student
+            StudentSpec(self.family, layers, self.init_path)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A grid of runs with one budget and one OT configuration (configs/*.toml)."""
+
+    name: str = setting("sweep", "sweep name (its directory under runs/)", pattern=NAME_PATTERN)
+    grids: tuple[GridSpec, ...] = setting((GridSpec(),), "the [[grid]] blocks")
+    budget: Budget = setting(Budget(), "the training budget of every cell")
+    ot: LossConfig = setting(LossConfig(method="ot"), "the OT objective of the 'ot' cells")
+    task: str = setting("headline", "CLIR task the cells are scored on", choices=TASKS)
+    baselines: tuple[str, ...] = setting(BASELINE_SYSTEMS, "baseline systems scored once per language",
+                                         choices=BASELINE_SYSTEMS, allow_empty=True)
+    keep_checkpoints: bool = setting(True, "keep each trained cell's weights (cells/<id>/checkpoint)")
+    device: str = setting("auto", "device of every cell", choices=DEVICES)
+    description: str = setting("", "one line on what the sweep is for")
+
+    def __post_init__(self):
+        check(self)
+        if self.ot.method != "ot":
+            raise SettingsError(f"SweepConfig.ot.method = {self.ot.method!r}: the [ot] table configures the OT cells")
