@@ -134,7 +134,7 @@ def cmd_train(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from optical_core.data.clir import build_collection
-    from optical_core.distil.train import untrained_student
+    from optical_core.distil.train import initial_student
     from optical_core.evaluate.scoring import (
         BASELINES,
         score_baselines,
@@ -153,7 +153,7 @@ def cmd_evaluate(args) -> None:
           f" ({manifest.lang}); {args.task} collection {lang}: {len(collection.queries)} queries, "
           f"{len(collection.documents)} documents", file=sys.stderr)
     scores = {"checkpoint": score_student(encoder, teacher, collection)}
-    untrained = untrained_student(manifest.config, teacher.hidden_size).encoder
+    untrained = initial_student(manifest.config, teacher).encoder
     scores.update(score_baselines(teacher, collection, untrained, which=tuple(args.baselines or BASELINES)))
     table = summary_table(scores, reference="checkpoint")
     out = Path(args.out or Path(args.checkpoint) / f"eval_{args.task}_{lang}")

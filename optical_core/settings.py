@@ -28,6 +28,10 @@ PLAN_GRADIENTS = ("detach", "autodiff")
 FAMILIES = ("me5", "minilm", "hf")
 LADDERS = {"me5": (1, 2, 3, 4, 6, 8, 12), "minilm": (1, 2, 3, 4, 6)}  # sizes (first L layers) per family
 PROJECTIONS = ("auto", "always", "never")
+HEAD_INITS = ("ridge", "procrustes", "random")
+OT_FORMS = ("transport_cost", "sinkhorn_divergence")
+REG_SCALES = ("absolute", "relative")
+PRECISIONS = ("auto", "float32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TASKS = ("headline", "siblings")
 BASELINE_SYSTEMS = ("oracle", "bm25", "teacher-raw", "me5")
@@ -36,7 +40,11 @@ SWEEP_METHODS = METHODS + ("untrained",)
 # The metric lists of each CLIR task (ranx names). Siblings has several relevant passages per query.
 HEADLINE_METRICS = ("mrr@10", "ndcg@10", "recall@1", "recall@5", "recall@10")
 SIBLING_METRICS = HEADLINE_METRICS + ("recall@100", "map")
-TASK_METRICS = {"headline": HEADLINE_METRICS, "siblings": SIBLING_METRICS}
+TASK_METRICS = {"headline": HEADLINE_METRICS, "siblings": SIBLING_METRICS, "dev": HEADLINE_METRICS}
+# A student whose query embeddings have a mean pairwise cosine above this ranks every query almost alike:
+# the teacher's own headline queries sit near 0.1; random-head me5 students (at chance) at 0.75-0.84; an
+# OT student that collapsed at 0.997 (../shared/FIELD_NOTES.md). 0.9 sits between trained and collapsed.
+COLLAPSE_COSINE = 0.9
 QUERY_MAX_LENGTH = 64
 DOC_MAX_LENGTH = 256  # all-MiniLM-L6-v2's max_seq_length
 
@@ -232,6 +240,12 @@ class LossConfig:
     sinkhorn_tol: float = setting(1e-5, "Sinkhorn stops when every marginal is this close (L2)", low=1e-9, high=1.0)
     kd_weight: float = setting(0.0, "weight of a sentence-level KD term added to the OT loss (0 = pure OT)",
                                low=0.0, high=1000.0)
+    ot_form: str = setting("transport_cost", "transport_cost: <P, C> (OPTICAL-style); sinkhorn_divergence: "
+                           "OT(a,b) - OT(a,a)/2 - OT(b,b)/2 with entropic OT values (Feydy et al., 2019), which "
+                           "does not reward a collapsed student", choices=OT_FORMS)
+    reg_scale: str = setting("absolute", "absolute: epsilon = reg; relative: epsilon = reg x the median cost of "
+                             "the batch's real token pairs (for costs with no fixed range, e.g. sqeuclidean)",
+                             choices=REG_SCALES)
 
     def __post_init__(self):
         check(self)
@@ -248,6 +262,10 @@ class StudentSpec:
     trim_vocab: bool = setting(True, "keep only the vocabulary pieces the study's texts use")
     projection: str = setting("auto", "linear map into the teacher's space: auto (unless the student is the "
                               "teacher's own family and width), always or never", choices=PROJECTIONS)
+    head_init: str = setting("ridge", "how the projection starts: ridge (closed-form ridge regression of the "
+                             "teacher's pooled embeddings on the student's, fitted on the run's own training "
+                             "pairs), procrustes (orthogonal map with scale, same pairs) or random",
+                             choices=HEAD_INITS)
 
     def __post_init__(self):
         check(self)
@@ -280,16 +298,27 @@ class Budget:
                                         "from scratch, the backbone does not)", low=1e-3, high=1e4)
     warmup_ratio: float = setting(0.1, "share of the steps with a linear learning-rate warm-up", low=0.0, high=1.0)
     weight_decay: float = setting(0.01, "AdamW weight decay", low=0.0, high=1.0)
+    eval_steps: tuple[int, ...] = setting((0, 25, 50, 100, 200, 400, 800, 1600, 3200, 6400),
+                                          "steps at which a sweep cell is evaluated (the learning curve; steps "
+                                          "past the run's end are dropped, its last step is always evaluated)",
+                                          low=0, high=10_000_000, allow_empty=True)
 
     def __post_init__(self):
         check(self)
 
+    def evaluation_steps(self, total_steps: int) -> tuple[int, ...]:
+        """The learning curve's steps for a run of `total_steps`: the schedule up to it, and the last step."""
+        return tuple(sorted({s for s in self.eval_steps if s <= total_steps} | {total_steps}))
+
     @property
     def steps(self) -> int | None:
         """Optimiser steps, when the pair count is known."""
-        if self.n_pairs is None:
-            return self.max_steps
-        steps = -(-self.n_pairs // self.batch_size) * self.epochs
+        return self.max_steps if self.n_pairs is None else self.steps_for(self.n_pairs)
+
+    def steps_for(self, available_pairs: int) -> int:
+        """Optimiser steps of a run on a bitext of `available_pairs` (n_pairs caps it)."""
+        pairs = min(available_pairs, self.n_pairs or available_pairs)
+        steps = -(-pairs // self.batch_size) * self.epochs
         return min(steps, self.max_steps) if self.max_steps else steps
 
 
@@ -309,9 +338,25 @@ class TrainConfig:
     budget: Budget = setting(Budget(), "the training budget")
     seed: int = setting(0, "random seed (initialisation, batch order)", low=0, high=2**31 - 1)
     device: str = setting("auto", "auto picks cuda, then mps, then cpu", choices=DEVICES)
+    precision: str = setting("float32", "the encoder's matmuls: float32, bf16 (autocast; OT, losses and the "
+                             "optimiser stay float32) or auto (bf16 where the CPU or GPU supports it)",
+                             choices=PRECISIONS)
 
     def __post_init__(self):
         check(self)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named objective of a sweep (e.g. an OT variant), usable as a grid method."""
+
+    name: str = setting("ot-kd", "the method name cells use", pattern=NAME_PATTERN)
+    loss: LossConfig = setting(LossConfig(method="ot"), "its objective")
+
+    def __post_init__(self):
+        check(self)
+        if self.name in SWEEP_METHODS:
+            raise SettingsError(f"Variant.name = {self.name!r}: kd, ot and untrained are built in")
 
 
 @dataclass(frozen=True)
@@ -322,8 +367,8 @@ class GridSpec:
     sizes: tuple[int, ...] = setting((2,), "student sizes (first L layers)", low=1, high=48)
     langs: tuple[str, ...] = setting(("swa",), "languages", pattern=NAME_PATTERN)
     seeds: tuple[int, ...] = setting((0,), "seeds", low=0, high=2**31 - 1)
-    methods: tuple[str, ...] = setting(METHODS, "objectives, and 'untrained' for the initialisation",
-                                       choices=SWEEP_METHODS)
+    methods: tuple[str, ...] = setting(METHODS, "objectives (kd, ot, a [[variant]] name), and 'untrained' for "
+                                       "the initialisation", pattern=NAME_PATTERN)
     init_path: str | None = setting(None, "local Hugging Face checkpoint directory (family hf)")
 
     def __post_init__(self):
@@ -340,6 +385,10 @@ class SweepConfig:
     grids: tuple[GridSpec, ...] = setting((GridSpec(),), "the [[grid]] blocks")
     budget: Budget = setting(Budget(), "the training budget of every cell")
     ot: LossConfig = setting(LossConfig(method="ot"), "the OT objective of the 'ot' cells")
+    variants: tuple[Variant, ...] = setting((), "further named objectives ([[variant]] tables)", allow_empty=True)
+    precision: str = setting("float32", "precision of every trained cell", choices=PRECISIONS)
+    eval_tasks: tuple[str, ...] = setting(("headline",), "tasks every learning-curve step is scored on "
+                                          "(the final step is scored on `task` too)", choices=TASKS + ("dev",))
     task: str = setting("headline", "CLIR task the cells are scored on", choices=TASKS)
     baselines: tuple[str, ...] = setting(BASELINE_SYSTEMS, "baseline systems scored once per language",
                                          choices=BASELINE_SYSTEMS, allow_empty=True)
@@ -351,3 +400,17 @@ class SweepConfig:
         check(self)
         if self.ot.method != "ot":
             raise SettingsError(f"SweepConfig.ot.method = {self.ot.method!r}: the [ot] table configures the OT cells")
+        known = set(SWEEP_METHODS) | {v.name for v in self.variants}
+        for g in self.grids:
+            unknown = sorted(set(g.methods) - known)
+            if unknown:
+                raise SettingsError(f"SweepConfig.grids: unknown method {', '.join(unknown)} (known: "
+                                    f"{', '.join(sorted(known))}; add a [[variant]] table to define one)")
+
+    def loss_for(self, method: str) -> LossConfig:
+        """The objective of a cell's method."""
+        if method == "kd":
+            return LossConfig(method="kd")
+        if method == "ot":
+            return self.ot
+        return next(v.loss for v in self.variants if v.name == method)

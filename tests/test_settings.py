@@ -9,8 +9,16 @@ import pytest
 
 from optical_core.cli import build_parser, settings_from_args
 from optical_core.errors import SettingsError
-from optical_core.settings import (LADDERS, Budget, GridSpec, LossConfig, StudentSpec, SweepConfig, TrainConfig,
-                                   from_mapping)
+from optical_core.settings import (
+    LADDERS,
+    Budget,
+    GridSpec,
+    LossConfig,
+    StudentSpec,
+    SweepConfig,
+    TrainConfig,
+    from_mapping,
+)
 from optical_core.store.checkpoints import RunManifest, read_manifest
 from optical_core.study.sweep import load_sweep_config
 

@@ -21,6 +21,7 @@ from optical_core.distil.objective import TeacherBatch, build_objective
 from optical_core.distil.ot import marginal_error
 from optical_core.errors import NonFiniteLoss, TrainingCancelled
 from optical_core.models.encoders import Encoder, load_teacher, mean_pool
+from optical_core.models.heads import HEADS
 from optical_core.models.students import Student, build_student
 from optical_core.settings import TrainConfig
 
@@ -44,7 +45,9 @@ class TrainResult:
     dedup: DedupReport
     history: list[StepLog] = field(default_factory=list)
     wall_time_s: float = 0.0
+    eval_time_s: float = 0.0  # inside wall_time_s: the learning curve's evaluations
     device: str = "cpu"
+    precision: str = "float32"  # as resolved ("auto" becomes bf16 or float32)
     truncated_pairs: int = 0  # pairs where either side is longer than max_length tokens
 
 
@@ -63,6 +66,23 @@ def resolve_device(name: str = "auto") -> str:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def cpu_supports_bf16() -> bool:
+    """AVX-512 BF16 or AMX: the CPU has native bfloat16 dot products (otherwise bf16 is emulated, slower)."""
+    try:
+        flags = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(name: str, device: str) -> str:
+    if name != "auto":
+        return name
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bf16" if device == "cpu" and cpu_supports_bf16() else "float32"
 
 
 @dataclass
@@ -113,11 +133,47 @@ def study_vocabulary_texts(bitext: Bitext, lang: str, data_dir: Path | None = No
     return bitext.source + bitext.target + load_ntrex(lang, data_dir).foreign
 
 
-def untrained_student(config: TrainConfig, teacher_hidden: int, data_dir: Path | None = None) -> Student:
-    """The initialisation a run of `config` starts from (the floor baseline), with the same vocabulary."""
+@torch.no_grad()
+def pooled_features(student: Student, texts: list[str], max_length: int, device, batch_size: int = 64) -> torch.Tensor:
+    """The student backbone's mean-pooled features [N, hidden] (before its projection), as KD pools them."""
+    model = student.encoder
+    was_training = model.training
+    model.eval()  # no dropout: the head is fitted to the features the student will produce
+    out = []
+    for start in range(0, len(texts), batch_size):
+        batch = model.tokenize(texts[start : start + batch_size], max_length).to(device)
+        hidden = model.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        out.append(mean_pool(hidden.float(), batch.attention_mask).cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def fit_head(student: Student, bitext: Bitext, targets: "TeacherTargets", max_length: int, device) -> None:
+    """Start the projection head as `student.spec.head_init` says (a closed-form map fitted on the run's own
+    training pairs, never on test text); a student without a head, or with a random one, is left alone."""
+    projection = student.encoder.projection
+    if projection is None or student.spec.head_init == "random":
+        return
+    X = pooled_features(student, bitext.source, max_length, device)
+    weight, bias = HEADS[student.spec.head_init](X, targets.embeddings.float())
+    with torch.no_grad():
+        projection.weight.copy_(weight)
+        projection.bias.copy_(bias)
+    student.notes.append(f"projection head: closed-form {student.spec.head_init} fit on the {len(bitext)} "
+                         "training pairs (mean-pooled student features -> the teacher's mean-pooled embeddings)")
+
+
+def initial_student(config: TrainConfig, teacher: Encoder, data_dir: Path | None = None) -> Student:
+    """The student a run of `config` starts from (step 0: the floor, or the linear-map start), on the CPU."""
     bitext, _ = training_bitext(config.lang, config.budget.n_pairs, data_dir)
-    return build_student(config.student, teacher_hidden, study_vocabulary_texts(bitext, config.lang, data_dir),
-                         seed=config.seed)
+    seed_everything(config.seed)
+    student = build_student(config.student, teacher.hidden_size, study_vocabulary_texts(bitext, config.lang, data_dir),
+                            seed=config.seed)
+    device = next(teacher.parameters()).device
+    student.encoder.to(device)
+    fit_head(student, bitext, teacher_targets(teacher, bitext.target, config.budget.max_length, device),
+             config.budget.max_length, device)
+    return student
 
 
 def seed_everything(seed: int) -> None:
@@ -141,10 +197,16 @@ def _batches(n: int, batch_size: int, epochs: int, seed: int) -> list[tuple[int,
 
 def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | None = None,
           on_step: Callable[[StepLog], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> TrainResult:
-    """Distil one student. Raises TrainingCancelled if `should_stop()` turns true, NonFiniteLoss on NaN/Inf."""
+          should_stop: Callable[[], bool] | None = None,
+          on_eval: Callable[[int, Encoder], None] | None = None) -> TrainResult:
+    """Distil one student. Raises TrainingCancelled if `should_stop()` turns true, NonFiniteLoss on NaN/Inf.
+
+    `on_eval(step, encoder)` is called at the budget's evaluation steps (0 = the start, before any update,
+    and always the last step): the learning curve. Its time is counted in `eval_time_s`.
+    """
     started = time.perf_counter()
     device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
     budget = config.budget
     teacher = teacher or load_teacher()
     teacher.to(device)
@@ -154,6 +216,7 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
                             vocab_texts=study_vocabulary_texts(bitext, config.lang, data_dir), seed=config.seed)
     model = student.encoder.to(device).train()
     targets = teacher_targets(teacher, bitext.target, budget.max_length, device)
+    fit_head(student, bitext, targets, budget.max_length, device)
     objective = build_objective(config.loss, model, teacher, bitext)
 
     plan = _batches(len(bitext), budget.batch_size, budget.epochs, config.seed)
@@ -165,18 +228,27 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
         groups.append({"params": head, "lr": budget.lr * budget.head_lr_multiplier})
     optimizer = torch.optim.AdamW(groups, weight_decay=budget.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(budget.warmup_ratio * len(plan)), len(plan))
-    use_amp = device.startswith("cuda")
     with teacher.lock:
         truncated = count_truncated(model.tokenizer, teacher.tokenizer, bitext, budget.max_length)
-    result = TrainResult(config, student, bitext, dedup, device=device, truncated_pairs=truncated)
+    result = TrainResult(config, student, bitext, dedup, device=device, precision=precision, truncated_pairs=truncated)
+    eval_steps = set(budget.evaluation_steps(len(plan))) if on_eval else set()
 
+    def evaluate(step: int) -> None:
+        if step in eval_steps:
+            t = time.perf_counter()
+            on_eval(step, model)
+            result.eval_time_s += time.perf_counter() - t
+
+    evaluate(0)
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
     for step, (epoch, index) in enumerate(plan, start=1):
         if should_stop and should_stop():
             raise TrainingCancelled(f"cancelled at step {step - 1} of {len(plan)}")
         batch = model.tokenize([bitext.source[i] for i in index], budget.max_length).to(device)
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+        # Only the encoder's matmuls run in bf16: the cost matrix, Sinkhorn, the losses and AdamW stay float32.
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             s_tokens = model.token_vectors(batch)
-        out = objective(s_tokens, batch, targets.collate(index, device))
+        out = objective(s_tokens.float(), batch, targets.collate(index, device))
         loss = out.loss
         m_err = marginal_error(out.transport.plan.detach(), out.transport.a, out.transport.b) if out.transport else None
         if not torch.isfinite(loss):
@@ -191,6 +263,7 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
         result.history.append(log)
         if on_step:
             on_step(log)
+        evaluate(step)
     model.eval()
     result.wall_time_s = time.perf_counter() - started
     return result

@@ -103,6 +103,9 @@ class RunManifest:
         known = RunManifest.__dataclass_fields__
         try:
             values = {k: v for k, v in d.items() if k in known}
+            student = (values.get("config") or {}).get("student")
+            if isinstance(student, dict) and "head_init" not in student:
+                student["head_init"] = "random"  # runs from before closed-form heads started from a random one
             values["config"] = from_mapping(TrainConfig, values.get("config"), "manifest config")
             return RunManifest(**values)
         except SettingsError as err:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from optical_core.store.checkpoints import MANIFEST, read_manifest, read_train_log
 from optical_core.study.analysis import accuracy_table
-from optical_core.study.sweep import collect_results
+from optical_core.study.sweep import collect_results, final_results
 
 OT_SETTINGS = ("cost", "reg", "marginals", "plan_gradient", "kd_weight", "sinkhorn_iters")
 
@@ -40,7 +40,7 @@ def _ot_settings(sweep_dir: Path, cell_ids: list[str]) -> str:
 
 def _rows(sweep_dir: Path, label: str, family: str, layers: int, lang: str, methods: tuple[str, ...],
           metric: str) -> list[dict]:
-    results = collect_results(sweep_dir)
+    results = final_results(collect_results(sweep_dir))
     if results.empty:
         raise ValueError(f"{sweep_dir} has no finished cells")
     chosen = results[(results.family == family) & (results.layers == layers) & (results.lang == lang)

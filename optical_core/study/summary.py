@@ -17,6 +17,7 @@ from optical_core.study.analysis import (
     slopes_frame,
     verdict,
 )
+from optical_core.study.sweep import final_results
 
 
 @dataclass
@@ -51,7 +52,8 @@ def budget_note(sweep: dict) -> str:
 def analyse_sweep(sweep_dir: Path, metric: str = "mrr@10", export_to: Path | None = None,
                   n_boot: int = 1000) -> StudySummary:
     sweep_dir = Path(sweep_dir)
-    results = pd.read_csv(sweep_dir / "results.csv")
+    everything = pd.read_csv(sweep_dir / "results.csv")
+    results = final_results(everything)
     sweep = json.loads((sweep_dir / "sweep.json").read_text()) if (sweep_dir / "sweep.json").is_file() else {}
     accuracy = accuracy_table(results, sweep_dir, metric, n_boot)
     gains = gain_table(results, sweep_dir, metric, n_boot)
@@ -102,7 +104,9 @@ def publish_sweep(sweep_dir: Path, dest: Path) -> None:
         if (sweep_dir / name).is_file():
             shutil.copy2(sweep_dir / name, dest / name)
     for cell in sorted((sweep_dir / "cells").iterdir()):
-        for name in PUBLISHED_FILES:
-            if (cell / name).is_file():
-                (dest / "cells" / cell.name).mkdir(parents=True, exist_ok=True)
-                shutil.copy2(cell / name, dest / "cells" / cell.name / name)
+        files = [cell / name for name in PUBLISHED_FILES] + sorted((cell / "per_query").glob("*.csv"))
+        for file in files:
+            if file.is_file():
+                target = dest / "cells" / cell.name / file.relative_to(cell)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(file, target)

@@ -19,20 +19,15 @@ from typing import Callable
 
 import pandas as pd
 
-from optical_core.data.clir import build_collection
+from optical_core.data.bitext import training_bitext
+from optical_core.distil.alignment import run_objective
 from optical_core.distil.run import save_run
-from optical_core.distil.train import resolve_device, train, untrained_student
+from optical_core.distil.train import initial_student, resolve_device, train
 from optical_core.errors import SettingsError
-from optical_core.evaluate.scoring import score_baselines, score_student
+from optical_core.evaluate.curves import CurveEvaluator, StepEvaluation
+from optical_core.evaluate.scoring import score_baselines
 from optical_core.models.encoders import Encoder, load_teacher
-from optical_core.settings import (
-    METHODS,
-    LossConfig,
-    StudentSpec,
-    SweepConfig,
-    TrainConfig,
-    from_mapping,
-)
+from optical_core.settings import COLLAPSE_COSINE, LossConfig, StudentSpec, SweepConfig, TrainConfig, from_mapping
 from optical_core.store.atomic import atomic_write_bytes, atomic_write_text
 from optical_core.store.provenance import (
     device_description,
@@ -40,8 +35,6 @@ from optical_core.store.provenance import (
     library_versions,
     utc_now,
 )
-
-TRAINED = METHODS
 
 
 def load_sweep_config(path: Path | str) -> SweepConfig:
@@ -58,6 +51,8 @@ def load_sweep_config(path: Path | str) -> SweepConfig:
     if "grid" not in raw:
         raise SettingsError(f"{path}: no [[grid]] table")
     raw["grids"] = raw.pop("grid")
+    if "variant" in raw:
+        raw["variants"] = raw.pop("variant")
     try:
         return from_mapping(SweepConfig, raw, "config")
     except SettingsError as err:
@@ -95,7 +90,7 @@ def grid_cells(config: SweepConfig) -> list[Cell]:
                 if "untrained" in g.methods:
                     cells.append(Cell(lang, g.family, "untrained", layers, init_path=g.init_path))
                 for seed in g.seeds:
-                    cells += [Cell(lang, g.family, m, layers, seed, g.init_path) for m in g.methods if m in TRAINED]
+                    cells += [Cell(lang, g.family, m, layers, seed, g.init_path) for m in g.methods if m != "untrained"]
     return list(dict.fromkeys(cells))
 
 
@@ -109,38 +104,67 @@ def cell_status(out_dir: Path, cell: Cell) -> str:
 
 
 def train_config_for(cell: Cell, config: SweepConfig) -> TrainConfig:
-    loss = config.ot if cell.method == "ot" else LossConfig(method="kd")
+    loss = config.loss_for(cell.method) if cell.method != "untrained" else LossConfig(method="kd")
     return TrainConfig(lang=cell.lang, student=StudentSpec(cell.family, cell.layers, cell.init_path), loss=loss,
-                       budget=config.budget, seed=cell.seed, device=config.device)
+                       budget=config.budget, seed=cell.seed, device=config.device, precision=config.precision)
 
 
-def run_cell(cell: Cell, config: SweepConfig, out_dir: Path, teacher: Encoder) -> dict:
-    """Run one cell and write its per-query scores and result.json; returns the result record."""
+def _write_evaluation(cell_dir: Path, cell: Cell, evaluation: StepEvaluation, diagnostics: dict) -> dict:
+    name = f"per_query/step{evaluation.step}_{evaluation.task}.csv"
+    (cell_dir / "per_query").mkdir(exist_ok=True)
+    evaluation.scores.to_csv(cell_dir / name, index=False)
+    return dict(step=evaluation.step, task=evaluation.task, n_queries=len(evaluation.scores),
+                means=evaluation.scores.drop(columns="qid").mean().to_dict(),
+                query_cosine=evaluation.query_cosine, collapsed=bool(evaluation.query_cosine > COLLAPSE_COSINE),
+                per_query_file=f"cells/{cell.id}/{name}", seconds=round(evaluation.seconds, 2), **diagnostics)
+
+
+def run_cell(cell: Cell, config: SweepConfig, out_dir: Path, teacher: Encoder,
+             evaluator: CurveEvaluator | None = None) -> dict:
+    """Run one cell: train it (trained methods), scoring it at every learning-curve step on the sweep's
+    eval tasks and at its last step on `config.task` too; write per-query scores and result.json (last)."""
     started = time.perf_counter()
     cell_dir = out_dir / "cells" / cell.id
     cell_dir.mkdir(parents=True, exist_ok=True)
-    collection = build_collection(config.task, cell.lang)
-    record = dict(asdict(cell), cell_id=cell.id, task=config.task, n_queries=len(collection.queries))
+    tasks = tuple(dict.fromkeys((config.task,) + config.eval_tasks))
+    evaluator = evaluator or CurveEvaluator(teacher, cell.lang, tasks)
+    record = dict(asdict(cell), cell_id=cell.id, task=config.task)
+    evaluations = []
     if cell.family == "baseline":
-        scores = score_baselines(teacher, collection, which=(cell.method,))[cell.method]
+        for task in tasks:
+            scores = score_baselines(teacher, evaluator.collections[task], which=(cell.method,))[cell.method]
+            evaluations.append(_write_evaluation(cell_dir, cell, StepEvaluation(0, task, scores, float("nan"), 0.0),
+                                                 {}))
     else:
         tc = train_config_for(cell, config)
         if cell.method == "untrained":
-            student = untrained_student(tc, teacher.hidden_size)
+            student = initial_student(tc, teacher)
             encoder, params = student.encoder, student.params
+            for task in tasks:
+                evaluations.append(_write_evaluation(cell_dir, cell, evaluator.score(0, encoder, task), {}))
         else:
-            result = train(tc, teacher=teacher)
-            encoder, params = result.student.encoder, result.student.params
+            last_step = tc.budget.steps_for(len(training_bitext(cell.lang, tc.budget.n_pairs)[0]))
+
+            def on_eval(step, model):
+                diagnostics = evaluator.diagnose(model, run_objective(tc, model, teacher), tc.budget.max_length)
+                for task in tasks if step == last_step else config.eval_tasks:
+                    evaluations.append(_write_evaluation(cell_dir, cell, evaluator.score(step, model, task),
+                                                         diagnostics))
+
+            result = train(tc, teacher=teacher, on_eval=on_eval)
+            params = result.student.params
             save_run(result, "checkpoint", checkpoint_root=cell_dir if config.keep_checkpoints else None,
                      records_dir=cell_dir)
             record.update(train_steps=len(result.history), final_loss=result.history[-1].loss,
-                          train_wall_time_s=round(result.wall_time_s, 2), n_pairs=len(result.bitext))
+                          train_wall_time_s=round(result.wall_time_s, 2), eval_time_s=round(result.eval_time_s, 2),
+                          precision=result.precision, n_pairs=len(result.bitext))
         record.update(params_total=params.total, params_non_embedding=params.non_embedding,
                       vocab_size=params.vocab_size)
-        scores = score_student(encoder, teacher, collection, device=next(encoder.parameters()).device)
-    scores.to_csv(cell_dir / "per_query.csv", index=False)
-    record.update(means=scores.drop(columns="qid").mean().to_dict(), per_query_file=f"cells/{cell.id}/per_query.csv",
-                  wall_time_s=round(time.perf_counter() - started, 2), finished=utc_now())
+    final = max(e["step"] for e in evaluations)
+    headline = next(e for e in evaluations if e["step"] == final and e["task"] == config.task)
+    record.update(evaluations=evaluations, n_queries=headline["n_queries"], means=headline["means"],
+                  per_query_file=headline["per_query_file"], wall_time_s=round(time.perf_counter() - started, 2),
+                  finished=utc_now())
     (cell_dir / "failed.json").unlink(missing_ok=True)
     atomic_write_text(cell_dir / "result.json", json.dumps(record, indent=2))
     return record
@@ -198,8 +222,16 @@ def _dispatch_submitit(cells: list[Cell], config: SweepConfig, out_dir: Path) ->
             pass  # the cell's own failed.json (or its absence) tells; results are collected from disk
 
 
+CELL_COLUMNS = ("cell_id", "lang", "family", "method", "layers", "seed", "params_total", "params_non_embedding",
+                "vocab_size", "wall_time_s", "train_wall_time_s", "eval_time_s", "precision", "final_loss")
+STEP_COLUMNS = ("step", "task", "n_queries", "per_query_file", "query_cosine", "collapsed", "plan_sharpness",
+                "identical_share", "identical_chance")
+
+
 def collect_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.DataFrame:
-    """Tidy table: one row per finished cell and metric."""
+    """Tidy table: one row per finished cell, evaluation step, task and metric. `final` marks each cell's
+    last step on its sweep's task (the rows the gain analysis reads). Records from before learning curves
+    hold one evaluation (their last step)."""
     out_dir = Path(out_dir)
     records = [json.loads(p.read_text()) for p in sorted((out_dir / "cells").glob("*/result.json"))]
     if cells is not None:
@@ -207,11 +239,20 @@ def collect_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.
         records = [r for r in records if r["cell_id"] in wanted]
     rows = []
     for r in records:
-        base = {k: r.get(k) for k in ("cell_id", "lang", "family", "method", "layers", "seed", "task", "n_queries",
-                                      "params_total", "params_non_embedding", "vocab_size", "per_query_file",
-                                      "wall_time_s", "train_wall_time_s", "final_loss")}
-        rows += [dict(base, metric=m, value=v) for m, v in r["means"].items()]
+        base = {k: r.get(k) for k in CELL_COLUMNS}
+        evaluations = r.get("evaluations") or [dict(step=r.get("train_steps", 0), task=r["task"], means=r["means"],
+                                                    n_queries=r.get("n_queries"), per_query_file=r["per_query_file"])]
+        last = max(e["step"] for e in evaluations)
+        for e in evaluations:
+            step = {k: e.get(k) for k in STEP_COLUMNS}
+            final = e["step"] == last and e["task"] == r["task"]
+            rows += [dict(base, **step, final=final, metric=m, value=v) for m, v in e["means"].items()]
     return pd.DataFrame(rows)
+
+
+def final_results(results: pd.DataFrame) -> pd.DataFrame:
+    """Each cell's last step on its sweep's task: one value per cell and metric."""
+    return results[results["final"].astype(bool)] if "final" in results else results
 
 
 def write_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.DataFrame:
