@@ -389,7 +389,8 @@ class SweepConfig:
     precision: str = setting("float32", "precision of every trained cell", choices=PRECISIONS)
     eval_tasks: tuple[str, ...] = setting(("headline",), "tasks every learning-curve step is scored on "
                                           "(the final step is scored on `task` too)", choices=TASKS + ("dev",))
-    task: str = setting("headline", "CLIR task the cells are scored on", choices=TASKS)
+    task: str = setting("headline", "task each cell's final step is scored on (dev: the MAFAND dev collection, "
+                        "for choosing settings)", choices=TASKS + ("dev",))
     baselines: tuple[str, ...] = setting(BASELINE_SYSTEMS, "baseline systems scored once per language",
                                          choices=BASELINE_SYSTEMS, allow_empty=True)
     keep_checkpoints: bool = setting(True, "keep each trained cell's weights (cells/<id>/checkpoint)")
