@@ -102,6 +102,45 @@ def step_breakdown(layers: int, batch: int, max_length: int, device: str, repeat
                 params=sum(p.numel() for p in student.parameters()))
 
 
+def precision_step(layers: int, batch: int, max_length: int, device: str, repeat: int) -> dict:
+    """A KD training step (student forward + backward + AdamW) with the encoder in float32 vs bf16 autocast,
+    on the same batch (the losses and the optimiser stay float32, as in training)."""
+    teacher = load_teacher().to(device)
+    bitext, _ = training_bitext("swa", 512)
+    student = build_student(StudentSpec("me5", layers), 384, bitext.source + bitext.target).encoder.to(device).train()
+    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-5)
+    s_batch = student.tokenize(bitext.source[:batch], max_length).to(device)
+    t_emb = teacher_targets(teacher, bitext.target[:batch], max_length, device).embeddings.to(device)
+    kd = KDLoss()
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+
+    def step(bf16: bool):
+        def run():
+            with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=bf16):
+                tokens = student.token_vectors(s_batch)
+            loss = kd(tokens.float(), s_batch.attention_mask, t_emb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return run
+
+    fp32, bf16 = timed(step(False), repeat, device), timed(step(True), repeat, device)
+    queries = bitext.source[:256]
+    student.eval()
+
+    def encode(bf16: bool):
+        def run():
+            with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=bf16):
+                student.encode(queries, max_length=64, device=device)
+        return run
+
+    enc32, enc16 = timed(encode(False), repeat, device), timed(encode(True), repeat, device)
+    return dict(student=f"me5-L{layers}", batch=batch, max_length=max_length, device=device,
+                step_fp32_ms=1e3 * fp32, step_bf16_ms=1e3 * bf16, step_speedup=fp32 / bf16,
+                encode_fp32_q_per_s=len(queries) / enc32, encode_bf16_q_per_s=len(queries) / enc16,
+                encode_speedup=enc32 / enc16)
+
+
 def sinkhorn_vs_pot_loop(batch: int, n: int, reg: float, device: str, repeat: int) -> dict:
     """Our batched solver vs POT's batched solver vs POT's per-pair solver in a Python loop.
 
@@ -196,6 +235,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats and sizes")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--only", choices=["precision"], default=None, help="run one table only")
     args = parser.parse_args()
     device = resolve_device(args.device)
     repeat = 3 if args.quick else 7
@@ -203,6 +243,12 @@ def main() -> None:
     print(f"# optical benchmarks\nmachine: {platform.machine()} {platform.processor()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}"
           + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else "") + "\n")
+
+    precision = pd.DataFrame([precision_step(L, 32, 48, device, repeat) for L in (2, 12)])
+    print("## Training step and query encoding, float32 vs bf16 autocast (batch 32, max length 48)\n")
+    print(precision.round(2).to_markdown(index=False), "\n")
+    if args.only == "precision":
+        return
 
     steps = pd.DataFrame([step_breakdown(L, 32, 48, device, repeat) for L in ((2,) if args.quick else (2, 12))])
     if device.startswith("cuda"):

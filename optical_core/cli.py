@@ -8,6 +8,7 @@ evaluate   score a checkpoint and every baseline on a language's NTREX collectio
 sweep      run a grid from a TOML config (resumable), then write the results table
 analyse    gains, slopes and the verdict from a finished sweep
 publish    copy a sweep's results, manifests and analysis (no weights) into the repo's results/
+report     learning curves of a sweep: each method vs its start and vs KD, collapse flags, measured cost
 ablation   OT variants (one sweep each) beside a reference sweep's KD, OT and untrained cells
 download-data  fetch the corpora (needs internet)
 """
@@ -168,7 +169,7 @@ def cmd_sweep(args) -> None:
 
     config = load_sweep_config(args.config)
     if args.pairs is not None:
-        config = with_budget(config, n_pairs=parse_text(args.pairs, setting_field(Budget, "n_pairs"), int,
+        config = with_budget(config, n_pairs=parse_text(args.pairs, setting_field(Budget, "n_pairs"), int | None,
                                                         "Budget.n_pairs (--pairs)"))
     out = Path(args.out or Path("runs") / config.name)
     with progress_bar(desc=config.name, unit="cell") as bar:
@@ -196,6 +197,7 @@ def cmd_analyse(args) -> None:
 
 
 def cmd_publish(args) -> None:
+    from optical_core.study.report import write_curve_report
     from optical_core.study.summary import analyse_sweep, publish_sweep
     from optical_core.study.sweep import grid_cells, load_sweep_config, write_results
 
@@ -204,8 +206,16 @@ def cmd_publish(args) -> None:
         write_results(sweep, grid_cells(load_sweep_config(args.config)))  # refresh the table from the cells
     publish_sweep(sweep, dest)
     summary = analyse_sweep(dest, export_to=dest / "analysis")
+    if summary.curves is not None:
+        write_curve_report(dest, dest / "analysis")
     print(summary.verdict)
     print(f"published to {dest} ({summary.provenance})")
+
+
+def cmd_report(args) -> None:
+    from optical_core.study.report import write_curve_report
+
+    print(write_curve_report(Path(args.sweep), Path(args.out) if args.out else None, metric=args.metric))
 
 
 def cmd_ablation(args) -> None:
@@ -277,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", required=True)
     p.add_argument("--config", default=None, help="the sweep's config: rewrite its results table first")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("report", help="learning curves, each method vs its start and vs KD, collapse, cost")
+    p.add_argument("--sweep", required=True)
+    p.add_argument("--out", default=None, help="directory for tables, figures and report.md (default: SWEEP/analysis)")
+    p.add_argument("--metric", default="mrr@10")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("ablation", help="OT variants (one sweep each) beside a reference sweep's KD/OT cells")
     p.add_argument("--reference", required=True, help="sweep with the KD, default-OT and untrained cells")

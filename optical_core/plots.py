@@ -63,6 +63,40 @@ def gain_figure(gains: pd.DataFrame, axis: str = "params_non_embedding", y: str 
     return fig
 
 
+def learning_curve_figure(curves: pd.DataFrame, baselines: dict[str, float] | None = None,
+                          title: str | None = None) -> go.Figure:
+    """Metric vs training step, one panel per student size, one line per method with a 95% CI band;
+    steps where a method's query embeddings collapsed are marked with an x; baselines as dotted lines."""
+    sizes = sorted(curves[["family", "layers"]].drop_duplicates().itertuples(index=False))
+    names = [f"{f}-L{n}" for f, n in sizes]
+    fig = make_subplots(rows=1, cols=len(sizes), subplot_titles=names, shared_yaxes=True)
+    methods = sorted(curves.method.unique())
+    for c, (family, layers) in enumerate(sizes, start=1):
+        sub = curves[(curves.family == family) & (curves.layers == layers)]
+        for i, method in enumerate(methods):
+            g = sub[sub.method == method].groupby("step", as_index=False).agg(
+                mean=("mean", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"),
+                collapsed=("collapsed", "any")).sort_values("step")
+            if g.empty:
+                continue
+            colour = METHOD_COLOURS.get(method, qualitative.D3[(i + 2) % 10])
+            fig.add_trace(_band(g.step, g.ci_low, g.ci_high, colour, method, method), row=1, col=c)
+            fig.add_trace(go.Scatter(x=g.step, y=g["mean"], mode="lines+markers", name=method, legendgroup=method,
+                                     showlegend=c == 1, line=dict(color=colour),
+                                     marker=dict(symbol=["x" if x else "circle" for x in g.collapsed], size=9),
+                                     hovertemplate=f"{method}<br>step %{{x}}<br>%{{y:.3f}}<extra></extra>"),
+                          row=1, col=c)
+        for name, value in (baselines or {}).items():
+            fig.add_hline(y=value, line=dict(color="grey", dash="dot", width=1), annotation_text=name,
+                          annotation_position="top left", row=1, col=c)
+        fig.update_xaxes(title_text="training step", row=1, col=c)
+    metric = curves.metric.iloc[0] if len(curves) else ""
+    fig.update_yaxes(title_text=metric, row=1, col=1)
+    fig.update_layout(title=title or f"{metric} along training (x: collapsed, query cosine > 0.9)", height=400,
+                      margin=dict(t=70, l=40, r=20, b=40))
+    return fig
+
+
 def transport_heatmap(matrix, lr_tokens: list[str], en_tokens: list[str], cost=None, title: str = "",
                       value_name: str = "mass") -> go.Figure:
     """A token-by-token matrix (plan or cost): integer axes with token tick labels, so repeated tokens

@@ -355,8 +355,8 @@ class Variant:
 
     def __post_init__(self):
         check(self)
-        if self.name in SWEEP_METHODS:
-            raise SettingsError(f"Variant.name = {self.name!r}: kd, ot and untrained are built in")
+        if self.name in SWEEP_METHODS + BASELINE_SYSTEMS:
+            raise SettingsError(f"Variant.name = {self.name!r}: kd, ot, untrained and the baselines' names are taken")
 
 
 @dataclass(frozen=True)
@@ -389,6 +389,8 @@ class SweepConfig:
     precision: str = setting("float32", "precision of every trained cell", choices=PRECISIONS)
     eval_tasks: tuple[str, ...] = setting(("headline",), "tasks every learning-curve step is scored on "
                                           "(the final step is scored on `task` too)", choices=TASKS + ("dev",))
+    final_tasks: tuple[str, ...] = setting((), "tasks scored at each cell's last step only (e.g. siblings: 1,868 "
+                                           "queries)", choices=TASKS + ("dev",), allow_empty=True)
     task: str = setting("headline", "task each cell's final step is scored on (dev: the MAFAND dev collection, "
                         "for choosing settings)", choices=TASKS + ("dev",))
     baselines: tuple[str, ...] = setting(BASELINE_SYSTEMS, "baseline systems scored once per language",
@@ -401,7 +403,10 @@ class SweepConfig:
         check(self)
         if self.ot.method != "ot":
             raise SettingsError(f"SweepConfig.ot.method = {self.ot.method!r}: the [ot] table configures the OT cells")
-        known = set(SWEEP_METHODS) | {v.name for v in self.variants}
+        names = [v.name for v in self.variants]
+        if len(set(names)) < len(names):
+            raise SettingsError(f"SweepConfig.variants: names must differ, got {', '.join(names)}")
+        known = set(SWEEP_METHODS) | set(names)
         for g in self.grids:
             unknown = sorted(set(g.methods) - known)
             if unknown:

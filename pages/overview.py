@@ -1,6 +1,6 @@
 import streamlit as st
 
-from optical_core.plots import gain_figure
+from optical_core.plots import gain_figure, learning_curve_figure
 from optical_core.store.locations import study_dirs
 from optical_core.study.summary import budget_note
 from pages.common import LICENCES, OT_CHOICES_NOTE, load_study
@@ -25,14 +25,18 @@ summary = load_study(studies[label])
 sweep = summary.sweep
 budget = (sweep.get("config") or {}).get("budget", {})
 st.subheader("The answer")
+if summary.superseded:
+    st.error(summary.superseded)
 st.info(summary.verdict)
 for family, text in summary.families.items():
     if text != summary.verdict:
         st.markdown(f"*Control family `{family}`:* {text}")
-if budget and budget.get("n_pairs", 0) < 5000:
+if budget and budget.get("n_pairs", 0) < 5000 and summary.curves is None:
     st.warning("Toy-scale setting: " + budget_note(sweep) + " Absolute scores are far below what a full "
                "training budget would give; read the figures as a comparison of methods at equal, small budget.")
 
+if summary.curves is not None and len(summary.curves):
+    st.plotly_chart(learning_curve_figure(summary.curves), width="stretch")
 main = summary.gains[summary.gains.family == "me5"] if "me5" in set(summary.gains.family) else summary.gains
 if len(main):
     st.plotly_chart(gain_figure(main), width="stretch")

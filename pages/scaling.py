@@ -1,6 +1,6 @@
 import streamlit as st
 
-from optical_core.plots import accuracy_figure, gain_figure
+from optical_core.plots import accuracy_figure, gain_figure, learning_curve_figure
 from optical_core.store.locations import study_dirs
 from pages.common import load_study
 
@@ -16,6 +16,10 @@ metric = c2.selectbox("Metric", ["mrr@10", "ndcg@10", "recall@1", "recall@5", "r
 axis = c3.radio("Size axis", ["params_non_embedding", "params_total"], horizontal=True,
                 format_func=lambda a: "non-embedding params" if a == "params_non_embedding" else "total params")
 summary = load_study(studies[label], metric)
+if summary.superseded:
+    st.error(summary.superseded)
+if summary.curves is not None and len(summary.curves):
+    st.plotly_chart(learning_curve_figure(summary.curves), width="stretch")
 if summary.gains.empty:
     st.warning("This study has no finished pair of OT and KD cells yet.")
     st.stop()

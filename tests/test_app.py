@@ -113,14 +113,17 @@ def test_train_page_runs_a_tiny_training_to_a_saved_checkpoint(app_env):
     assert any(p.name.startswith("swa-minilm-L1-kd-s0") for p in app_env.iterdir())
 
 
-def test_study_list_has_the_reference_then_other_committed_studies_then_sweeps(tmp_path, monkeypatch):
+def test_study_list_has_current_studies_then_superseded_ones_then_sweeps(tmp_path, monkeypatch):
     import optical_core.store.locations as study
 
-    for d in ("results/default", "results/sensitivity-x", "results/ablation", "runs/quick"):
+    for d in ("results/default", "results/pilot", "results/sensitivity-x", "results/ablation", "runs/quick"):
         (tmp_path / d).mkdir(parents=True)
-    for d in ("results/default", "results/sensitivity-x", "runs/quick"):
+    for d in ("results/default", "results/pilot", "results/sensitivity-x", "runs/quick"):
         (tmp_path / d / "results.csv").write_text("cell_id\n")
+    (tmp_path / "results/default/SUPERSEDED").write_text("Superseded: toy budget.\nmore\n")
     monkeypatch.setattr(study, "REFERENCE_RESULTS", tmp_path / "results" / "default")
     monkeypatch.setenv("OPTICAL_RUNS", str(tmp_path / "runs"))
-    assert list(study.study_dirs()) == ["reference (results/default)", "committed results/sensitivity-x",
+    assert list(study.study_dirs()) == ["results/pilot", "results/sensitivity-x", "results/default (superseded)",
                                         "sweep runs/quick"]
+    assert study.superseded_reason(tmp_path / "results/default") == "Superseded: toy budget."
+    assert study.superseded_reason(tmp_path / "results/pilot") is None

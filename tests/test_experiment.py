@@ -21,8 +21,16 @@ def test_quick_grid_produces_a_results_row_for_every_cell_and_metric(quick_sweep
     out, config, table = quick_sweep
     cells = grid_cells(config)
     assert set(table.cell_id) == {c.id for c in cells}
-    assert len(table) == len(cells) * 5  # five headline metrics per cell
-    trained = table[table.method.isin(["kd", "ot"])]
+    final = table[table.final]
+    assert len(final) == len(cells) * 5  # five headline metrics per cell at its last step
+    assert final.groupby("cell_id").metric.nunique().eq(5).all()
+    # learning curves: trained cells at step 0 (before any update) and at their last step (4)
+    trained_steps = table[table.method.isin(["kd", "ot"])].groupby("cell_id").step.unique()
+    assert all(sorted(s) == [0, 4] for s in trained_steps)
+    start = table[(table.step == 0) & (table.metric == "mrr@10") & (table.family == "minilm")]
+    for layers, g in start.groupby("layers"):  # a minilm student's step 0 is its untrained initialisation
+        assert g.value.nunique() == 1, g[["cell_id", "value"]]
+    trained = final[final.method.isin(["kd", "ot"])]
     assert trained.params_non_embedding.notna().all() and (trained.params_total > trained.params_non_embedding).all()
     assert (out / "results.parquet").is_file() and pd.read_parquet(out / "results.parquet").shape == table.shape
     for f in table.per_query_file.unique():
@@ -198,3 +206,25 @@ def test_ablation_table_sets_each_variant_beside_the_reference_cells(quick_sweep
     assert np.isnan(summary.iloc[0]["final_marginal_error"])  # KD has no plan
     with pytest.raises(ValueError, match="no kd/ot/untrained cell for minilm-L7 swa"):
         ablation_table(out, [variant], family="minilm", layers=7, lang="swa")
+
+
+def test_learning_curve_report_leads_with_the_regime(quick_sweep, tmp_path):
+    from optical_core.study.curves import curve_table, method_difference_table, versus_start_table
+    from optical_core.study.report import write_curve_report
+
+    out, _, table = quick_sweep
+    curves = curve_table(table, out, "mrr@10", "headline")
+    assert set(curves.step) == {0, 4} and set(curves.method) == {"kd", "ot", "untrained"}
+    starts = versus_start_table(table, out, "mrr@10", "headline")
+    kd = starts[(starts.method == "kd") & (starts.layers == 1)].iloc[0]
+    by_hand = table[(table.cell_id == "swa-minilm-L1-kd-s0") & (table.metric == "mrr@10")].set_index("step").value
+    assert kd["diff"] == pytest.approx(by_hand[4] - by_hand[0])  # one seed: the paired difference is the change
+    diffs = method_difference_table(table, out, "ot", "kd")
+    step4 = diffs[(diffs.layers == 2) & (diffs.step == 4)].iloc[0]
+    ot = table[(table.cell_id == "swa-minilm-L2-ot-s0") & (table.metric == "mrr@10") & (table.step == 4)].value.iloc[0]
+    kd4 = table[(table.cell_id == "swa-minilm-L2-kd-s0") & (table.metric == "mrr@10") & (table.step == 4)].value.iloc[0]
+    assert step4["diff"] == pytest.approx(ot - kd4) and step4.ci_low <= step4["diff"] <= step4.ci_high
+    text = write_curve_report(out, tmp_path / "analysis")
+    task_section = text[text.index("### Task: headline"):]
+    assert task_section.splitlines()[2].startswith("Regime (headline, mrr@10): minilm-L1 starts at")
+    assert (tmp_path / "analysis" / "curves_headline.csv").is_file()

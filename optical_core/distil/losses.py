@@ -67,7 +67,8 @@ class OTLoss(nn.Module):
         c = self.config
         C = cost_matrix(student_tokens, teacher_tokens, c.cost)
         a, b = marginals(student_mask, student_weights), marginals(teacher_mask, teacher_weights)
-        reg = c.reg * median_real_cost(C, a, b) if c.reg_scale == "relative" else c.reg
+        # relative: a floor keeps epsilon positive when every token pair coincides (a fully collapsed batch)
+        reg = c.reg * max(median_real_cost(C, a, b), 1e-6) if c.reg_scale == "relative" else c.reg
         P = self._plan(C, a, b, reg)
         if c.ot_form == "transport_cost":
             return OTOutput(transport_cost(P, C).mean(), P, C, a, b)

@@ -38,7 +38,7 @@ def manifest_for(result: TrainResult, name: str) -> RunManifest:
         data={"bitext_sha256": result.bitext.sha256(), "bitext_origin": list(result.bitext.origin),
               "heldout_dropped": asdict(result.dedup), "bitext_notes": list(result.bitext.notes)},
         versions=library_versions(), git_commit=git_commit(), device=device_description(result.device),
-        wall_time_s=round(result.wall_time_s, 2), created=utc_now(),
+        wall_time_s=round(result.wall_time_s, 2), created=utc_now(), precision=result.precision,
         notes=list(student.notes) + [f"{result.truncated_pairs} of {len(result.bitext)} pairs truncated to "
                                      f"max_length {c.budget.max_length} tokens"],
     )

@@ -17,9 +17,10 @@ from transformers import get_linear_schedule_with_warmup
 
 from optical_core.data.bitext import Bitext, DedupReport, training_bitext
 from optical_core.data.clir import load_ntrex
+from optical_core.data.dev import dev_collection
 from optical_core.distil.objective import TeacherBatch, build_objective
 from optical_core.distil.ot import marginal_error
-from optical_core.errors import NonFiniteLoss, TrainingCancelled
+from optical_core.errors import DataError, NonFiniteLoss, SettingsError, TrainingCancelled
 from optical_core.models.encoders import Encoder, load_teacher, mean_pool
 from optical_core.models.heads import HEADS
 from optical_core.models.students import Student, build_student
@@ -78,6 +79,8 @@ def cpu_supports_bf16() -> bool:
 
 
 def resolve_precision(name: str, device: str) -> str:
+    if name == "bf16" and device.startswith("mps"):
+        raise SettingsError("TrainConfig.precision = 'bf16': bf16 autocast is supported on cpu and cuda, not mps")
     if name != "auto":
         return name
     if device.startswith("cuda"):
@@ -128,9 +131,13 @@ def teacher_targets(teacher: Encoder, english: list[str], max_length: int, devic
 
 
 def study_vocabulary_texts(bitext: Bitext, lang: str, data_dir: Path | None = None) -> list[str]:
-    """The texts a student's trimmed vocabulary must cover: its bitext and the NTREX queries it will be
-    tested on (so that test queries encode exactly as with the full vocabulary)."""
-    return bitext.source + bitext.target + load_ntrex(lang, data_dir).foreign
+    """The texts a student's trimmed vocabulary must cover: its bitext, the NTREX queries it will be tested
+    on and the dev collection it is chosen on (so that both encode exactly as with the full vocabulary)."""
+    try:
+        dev = list(dev_collection(lang, data_dir=data_dir).queries.values())
+    except DataError:  # a language without a dev collection
+        dev = []
+    return bitext.source + bitext.target + load_ntrex(lang, data_dir).foreign + dev
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ from optical_core.data.clir import ClirCollection, build_collection
 from optical_core.data.dev import dev_collection
 from optical_core.distil.alignment import alignment_scores
 from optical_core.distil.objective import Objective
+from optical_core.errors import DataError
 from optical_core.evaluate.retrieval import metrics_for, per_query_metrics, rank
 from optical_core.evaluate.scoring import document_embeddings
 from optical_core.models.encoders import Encoder
@@ -50,9 +51,12 @@ class CurveEvaluator:
         device = next(teacher.parameters()).device
         for c in self.collections.values():
             document_embeddings(teacher, c, device)  # warm the cache before the clock of any run starts
-        dev = dev_collection(lang)
-        ids = list(dev.queries)[-ALIGNMENT_PAIRS:]
-        self.alignment_pairs = ([dev.queries[q] for q in ids], [dev.query_translations[q] for q in ids])
+        try:
+            dev = dev_collection(lang)
+            ids = list(dev.queries)[-ALIGNMENT_PAIRS:]
+            self.alignment_pairs = ([dev.queries[q] for q in ids], [dev.query_translations[q] for q in ids])
+        except DataError:  # no dev split disjoint from training: no plan diagnostics for this language
+            self.alignment_pairs = None
 
     def score(self, step: int, student: Encoder, task: str) -> StepEvaluation:
         started = time.perf_counter()
@@ -67,6 +71,8 @@ class CurveEvaluator:
 
     def diagnose(self, student: Encoder, objective: Objective, max_length: int) -> dict:
         """Plan sharpness and identical-token alignment share on the fixed dev pairs."""
+        if self.alignment_pairs is None:
+            return dict(plan_sharpness=float("nan"), identical_share=float("nan"), identical_chance=float("nan"))
         was_training = student.training
         student.eval()
         scores = alignment_scores(student, self.teacher, objective, *self.alignment_pairs, max_length)

@@ -65,6 +65,7 @@ class RunManifest:
     wall_time_s: float
     created: str
     notes: list[str] = field(default_factory=list)
+    precision: str = "float32"  # what the encoder's matmuls ran in ("auto" in the config, resolved here)
     format: int = MANIFEST_FORMAT
 
     @property
@@ -122,7 +123,9 @@ def _upgrade_format_1(d: dict) -> dict:
     budget_keys = {f.name for f in fields(Budget)}
     config = {k: v for k, v in old.items() if k not in budget_keys}
     config["budget"] = {k: v for k, v in old.items() if k in budget_keys}
-    return dict(d, config=config, format=MANIFEST_FORMAT)
+    # format 1 always ran the encoder under bf16 autocast on CUDA, and in float32 elsewhere
+    precision = "bf16" if str(d.get("device", "")).startswith("cuda") else "float32"
+    return dict(d, config=config, precision=precision, format=MANIFEST_FORMAT)
 
 
 def validate_name(name: str) -> str:

@@ -19,15 +19,30 @@ def runs_root() -> Path:
     return Path(os.environ.get("OPTICAL_RUNS", PROJECT_ROOT / "runs"))
 
 
+SUPERSEDED = "SUPERSEDED"  # a file in a study directory whose first line says why it no longer answers
+
+
+def superseded_reason(study: Path) -> str | None:
+    """Why a committed study is superseded (its SUPERSEDED file), or None for a current one."""
+    file = Path(study) / SUPERSEDED
+    if not file.is_file():
+        return None
+    lines = file.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    return lines[0][:1000] if lines else "Superseded (no reason given)."
+
+
 def study_dirs() -> dict[str, Path]:
-    """Label -> directory of every study with a results table: the committed reference first, then other
-    committed studies (results/<name>), then sweeps under runs/."""
-    found = {}
-    if (REFERENCE_RESULTS / "results.csv").is_file():
-        found["reference (results/default)"] = REFERENCE_RESULTS
-    for d in sorted(REFERENCE_RESULTS.parent.iterdir()) if REFERENCE_RESULTS.parent.is_dir() else []:
-        if d != REFERENCE_RESULTS and (d / "results.csv").is_file():
-            found[f"committed results/{d.name}"] = d
+    """Label -> directory of every study with a results table: current committed studies first, then
+    superseded ones (labelled so), then sweeps under runs/."""
+    found, old = {}, {}
+    committed = sorted(REFERENCE_RESULTS.parent.iterdir()) if REFERENCE_RESULTS.parent.is_dir() else []
+    for d in committed:
+        if (d / "results.csv").is_file():
+            if superseded_reason(d):
+                old[f"results/{d.name} (superseded)"] = d
+            else:
+                found[f"results/{d.name}"] = d
+    found.update(old)
     root = runs_root()
     if root.is_dir():
         for d in sorted(root.iterdir()):

@@ -17,7 +17,7 @@ from optical_core.store.checkpoints import MANIFEST, read_manifest, read_train_l
 from optical_core.study.analysis import accuracy_table
 from optical_core.study.sweep import collect_results, final_results
 
-OT_SETTINGS = ("cost", "reg", "marginals", "plan_gradient", "kd_weight", "sinkhorn_iters")
+OT_SETTINGS = ("cost", "reg", "reg_scale", "ot_form", "marginals", "plan_gradient", "kd_weight", "sinkhorn_iters")
 
 
 def _final_marginal_errors(sweep_dir: Path, cell_ids: list[str]) -> list[float]:

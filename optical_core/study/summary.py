@@ -9,7 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from optical_core.plots import accuracy_figure, export_figure, gain_figure
+from optical_core.settings import Budget, from_mapping
 from optical_core.store.atomic import atomic_write_text
+from optical_core.store.locations import superseded_reason
 from optical_core.study.analysis import (
     accuracy_table,
     gain_table,
@@ -17,6 +19,8 @@ from optical_core.study.analysis import (
     slopes_frame,
     verdict,
 )
+from optical_core.study.curves import curve_table, versus_start_table
+from optical_core.study.report import regime
 from optical_core.study.sweep import final_results
 
 
@@ -33,6 +37,9 @@ class StudySummary:
     baselines: pd.DataFrame
     devices: list[str]  # as recorded in the trained cells' manifests
     cell_hours: float  # sum of the cells' wall times
+    curves: pd.DataFrame | None = None  # learning curves on the sweep's task (studies with several steps)
+    regime: str = ""  # did the students learn: the sentence that comes before any trend
+    superseded: str | None = None  # why the study no longer answers the question, if it does not
 
     @property
     def provenance(self) -> str:
@@ -44,9 +51,9 @@ def budget_note(sweep: dict) -> str:
     b = (sweep.get("config") or {}).get("budget") or {}
     if not b:
         return ""
-    steps = -(-b["n_pairs"] // b["batch_size"]) * b["epochs"]
+    steps = from_mapping(Budget, b, "budget").steps
     return (f"Budget: {b['n_pairs']} bitext pairs x {b['epochs']} epochs ({steps} steps of batch {b['batch_size']}, "
-            f"max length {b['max_length']}) per student - a small, CPU-sized setting.")
+            f"max length {b['max_length']}) per student.")
 
 
 def analyse_sweep(sweep_dir: Path, metric: str = "mrr@10", export_to: Path | None = None,
@@ -68,9 +75,15 @@ def analyse_sweep(sweep_dir: Path, metric: str = "mrr@10", export_to: Path | Non
     baselines = results[(results.family == "baseline") & (results.metric == metric)][["lang", "method", "value"]]
     devices = sorted({json.loads(p.read_text()).get("device", "?") for p in sweep_dir.glob("cells/*/manifest.json")})
     cell_hours = results.drop_duplicates("cell_id").wall_time_s.sum() / 3600 if "wall_time_s" in results else 0.0
-    summary = StudySummary(metric, results, accuracy, gains, slopes,
-                           families.get(main_family, "No finished OT/KD pairs yet."), families, sweep, baselines,
-                           devices, float(cell_hours))
+    curves, regime_text = None, ""
+    task = (sweep.get("config") or {}).get("task", "headline")
+    if "step" in everything and everything.step.nunique() > 1:
+        curves = curve_table(everything, sweep_dir, metric, task)
+        regime_text = regime(everything, versus_start_table(everything, sweep_dir, metric, task), metric, task)
+    answer = families.get(main_family, "No finished OT/KD pairs yet.")
+    summary = StudySummary(metric, results, accuracy, gains, slopes, f"{regime_text} {answer}".strip(), families,
+                           sweep, baselines, devices, float(cell_hours), curves, regime_text,
+                           superseded_reason(sweep_dir))
     if export_to is not None:
         export_summary(summary, Path(export_to))
     return summary

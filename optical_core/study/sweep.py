@@ -126,7 +126,7 @@ def run_cell(cell: Cell, config: SweepConfig, out_dir: Path, teacher: Encoder,
     started = time.perf_counter()
     cell_dir = out_dir / "cells" / cell.id
     cell_dir.mkdir(parents=True, exist_ok=True)
-    tasks = tuple(dict.fromkeys((config.task,) + config.eval_tasks))
+    tasks = tuple(dict.fromkeys((config.task,) + config.eval_tasks + config.final_tasks))
     evaluator = evaluator or CurveEvaluator(teacher, cell.lang, tasks)
     record = dict(asdict(cell), cell_id=cell.id, task=config.task)
     evaluations = []
