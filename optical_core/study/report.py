@@ -133,3 +133,19 @@ def write_curve_report(sweep_dir: Path | str, out: Path | str | None = None, met
     text = "\n".join(sections)
     atomic_write_text(out / "report.md", text)
     return text
+
+
+def dev_choice_table(sweep_dirs: list[Path | str], metric: str = "mrr@10") -> pd.DataFrame:
+    """Every trained dev cell's curve on the dev collection, with the settings that differ between dev sweeps
+    (learning rate, head multiplier, precision): the numbers a choice is made from."""
+    rows = []
+    for sweep_dir in map(Path, sweep_dirs):
+        config = json.loads((sweep_dir / "sweep.json").read_text())["config"]
+        results = collect_results(sweep_dir)
+        dev = results[(results.task == "dev") & (results.metric == metric) & (results.family != "baseline")]
+        for r in dev.itertuples():
+            rows.append(dict(sweep=sweep_dir.name, student=f"{r.family}-L{r.layers}", method=r.method, seed=r.seed,
+                             lr=config["budget"]["lr"], head_lr_multiplier=config["budget"]["head_lr_multiplier"],
+                             precision=config.get("precision", "float32"), step=r.step, dev=r.value,
+                             query_cosine=r.query_cosine))
+    return pd.DataFrame(rows)
