@@ -43,17 +43,28 @@ def figures(at: AppTest) -> list[str]:
     return [chart.proto.spec for chart in at.get("plotly_chart")]
 
 
-def test_overview_shows_a_verdict_and_the_gain_figure(app_env):
+def test_overview_opens_on_the_current_study_with_the_regime_first(app_env):
     at = open_page()
     assert "Does student size change" in at.title[0].value
-    assert at.info and "relative gain of OT over KD" in at.info[0].value
-    assert any('"error_y"' in f for f in figures(at))
+    assert at.selectbox[0].value == "results/pilot"  # the current study, not the superseded one
+    verdict = at.info[0].value
+    assert verdict.startswith("Regime (headline, mrr@10): ")  # whether students learned, before any trend
+    assert verdict.index("Regime") < verdict.index("relative gain of OT over KD")
+    assert any("along training" in f for f in figures(at)) and any('"error_y"' in f for f in figures(at))
+    assert not at.error
+
+
+def test_overview_marks_the_superseded_study(app_env):
+    at = open_page()
+    at.selectbox[0].set_value("results/default (superseded)").run()
+    assert not at.exception
+    assert at.error and at.error[0].value.startswith("Superseded: a toy budget")
     assert any("Toy-scale" in w.value for w in at.warning)
 
 
 def test_scaling_page_has_figures_filters_and_downloads(app_env):
     at = open_page("pages/scaling.py")
-    assert len(figures(at)) == 3
+    assert len(figures(at)) == 4  # learning curves, gain, absolute difference, accuracy
     assert at.selectbox and at.multiselect
     assert len(at.get("download_button")) == 2
     at.selectbox[1].set_value("ndcg@10").run()

@@ -122,3 +122,29 @@ def test_delete_and_stale_cleanup(tiny_checkpoint, tmp_path):
     assert sweep_stale(tmp_path) == 1
     with pytest.raises(CheckpointError, match="no checkpoint named"):
         delete_checkpoint(tmp_path, "gone")
+
+
+def test_hostile_manifests_are_listed_as_unreadable(tiny_checkpoint, tmp_path):
+    """Deep nesting, a wrong type where a table belongs, and a huge file: a CheckpointError each, never a crash."""
+    import json
+    import shutil
+
+    from optical_core.store.checkpoints import MANIFEST_MAX_BYTES, list_checkpoints
+
+    cases = {
+        "deep": lambda m: m,  # replaced by 100,000 nested lists below
+        "wrong-type": lambda m: m | {"config": dict(m["config"], student="me5")},
+        "bad-range": lambda m: m | {"config": dict(m["config"], budget=dict(m["config"]["budget"], lr=-1))},
+    }
+    for name, change in cases.items():
+        shutil.copytree(tiny_checkpoint, tmp_path / name)
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        (tmp_path / name / "manifest.json").write_text(json.dumps(change(manifest)))
+    (tmp_path / "deep" / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    shutil.copytree(tiny_checkpoint, tmp_path / "huge")
+    (tmp_path / "huge" / "manifest.json").write_text(" " * (MANIFEST_MAX_BYTES + 1) + "{}")
+    entries = {e.name: e for e in list_checkpoints(tmp_path)}
+    assert entries["deep"].manifest is None and "JSON" in entries["deep"].error
+    assert "student" in entries["wrong-type"].error and "must be a table" in entries["wrong-type"].error
+    assert "Budget.lr" in entries["bad-range"].error or "budget.lr" in entries["bad-range"].error
+    assert "more than a manifest ever holds" in entries["huge"].error

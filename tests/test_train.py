@@ -81,3 +81,20 @@ def test_bf16_runs_the_encoder_in_bfloat16_and_stays_close_to_float32(teacher, t
     path = train_and_save(replace(tiny_config("kd", n_pairs=16), precision="bf16"), tmp_path, "bf", teacher=teacher)
     manifest = read_manifest(path)
     assert manifest.precision == "bf16" and manifest.config.precision == "bf16"
+
+
+def test_non_finite_weights_after_training_write_no_checkpoint(teacher, tmp_path, monkeypatch):
+    """A finite loss with NaN weights (here: an optimiser that writes NaN) must not be saved as a model."""
+    real_step = torch.optim.AdamW.step
+
+    def poisoned(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        with torch.no_grad():
+            self.param_groups[0]["params"][0].fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", poisoned)
+    config = replace(tiny_config("kd", n_pairs=16), budget=replace(tiny_config("kd").budget, n_pairs=16, max_steps=1))
+    with pytest.raises(NonFiniteLoss, match="weights are not all finite"):
+        train_and_save(config, tmp_path, "nan-weights", teacher=teacher)
+    assert list_checkpoints(tmp_path) == []

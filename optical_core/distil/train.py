@@ -272,5 +272,7 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
             on_step(log)
         evaluate(step)
     model.eval()
+    if not all(torch.isfinite(p).all() for p in model.parameters()):  # the loss can be finite while weights are not
+        raise NonFiniteLoss("the trained weights are not all finite; no checkpoint was written")
     result.wall_time_s = time.perf_counter() - started
     return result

@@ -39,6 +39,7 @@ from optical_core.settings import (
 from optical_core.store.atomic import atomic_write_text
 
 MANIFEST = "manifest.json"
+MANIFEST_MAX_BYTES = 1_000_000  # a real manifest is ~3 kB; anything this large is not one
 MANIFEST_FORMAT = 2  # 2: the config is a nested TrainConfig (1: a flat dict)
 PROJECTION = "projection.safetensors"
 TRAIN_LOG = "train_log.jsonl"
@@ -183,11 +184,17 @@ def read_manifest(path: Path | str) -> RunManifest:
     file = path / MANIFEST
     if not file.is_file():
         raise CheckpointError(f"{path}: manifest.json is missing (not an optical checkpoint, or never finished)")
+    if file.stat().st_size > MANIFEST_MAX_BYTES:
+        raise CheckpointError(f"{file}: {file.stat().st_size} bytes, more than a manifest ever holds "
+                              f"({MANIFEST_MAX_BYTES})")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{file}: not valid JSON ({err})") from None
-    return RunManifest.from_dict(data)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise CheckpointError(f"{file}: not valid JSON ({type(err).__name__}: {str(err)[:200]})") from None
+    try:
+        return RunManifest.from_dict(data)
+    except RecursionError:
+        raise CheckpointError(f"{file}: nested too deeply to be a manifest") from None
 
 
 def read_train_log(path: Path | str) -> list[dict]:
