@@ -228,3 +228,12 @@ def test_learning_curve_report_leads_with_the_regime(quick_sweep, tmp_path):
     task_section = text[text.index("### Task: headline"):]
     assert task_section.splitlines()[2].startswith("Regime (headline, mrr@10): minilm-L1 starts at")
     assert (tmp_path / "analysis" / "curves_headline.csv").is_file()
+
+
+def test_comparing_a_sweep_with_itself_finds_no_difference(quick_sweep):
+    from optical_core.study.curves import compare_sweeps
+
+    out, _, _ = quick_sweep
+    same = compare_sweeps(out, out)
+    assert len(same) == 3 + 2 + 4 * 2  # 3 baselines and 2 untrained cells at step 0, 4 trained cells at steps 0 and 4
+    assert (same["diff"] == 0).all() and (same.p_value == 1.0).all()

@@ -72,16 +72,23 @@ def _final_step(rows: pd.DataFrame) -> pd.DataFrame:
 
 def versus_start_table(results: pd.DataFrame, out_dir: Path | str, metric: str = "mrr@10",
                        task: str = "headline") -> pd.DataFrame:
-    """Each trained method at its last step minus its own step 0 (the linear-map start), paired."""
+    """Each trained method at its last step minus its own step 0 (the linear-map start), paired. Where a
+    task is scored at the last step only (siblings), the start is the size's `untrained` cell: the same
+    model as every seed's step 0 (the head is fitted in closed form; evaluation has no dropout)."""
     out_dir = Path(out_dir)
-    rows = results[(results.metric == metric) & (results.task == task) & (results.family != "baseline")
-                   & (results.method != "untrained")]
+    scored = results[(results.metric == metric) & (results.task == task) & (results.family != "baseline")]
+    rows = scored[scored.method != "untrained"]
     out = []
     for key, group in rows.groupby(CELL + ["method"], sort=True):
+        last = _final_step(group)
         start = group[group.step == 0]
         if start.empty:
-            continue
-        last = _final_step(group)
+            family, layers, lang = key[:3]
+            untrained = scored[(scored.method == "untrained") & (scored.family == family)
+                               & (scored.layers == layers) & (scored.lang == lang)]
+            if untrained.empty:
+                continue
+            start = pd.concat([untrained.iloc[:1].assign(seed=s) for s in sorted(last.seed)])
         out.append(dict(zip(CELL + ["method"], key), task=task, metric=metric, final_step=int(last.step.iloc[0]),
                         **{k.replace("_a", "_final").replace("_b", "_start") if k in ("mean_a", "mean_b") else k: v
                            for k, v in paired_difference(out_dir, last, start, metric).items()}))
@@ -102,3 +109,27 @@ def method_difference_table(results: pd.DataFrame, out_dir: Path | str, a: str, 
                         params_non_embedding=group.params_non_embedding.iloc[0],
                         **paired_difference(out_dir, rows_a, rows_b, metric)))
     return pd.DataFrame(out)
+
+
+def compare_sweeps(dir_a: Path | str, dir_b: Path | str, metric: str = "mrr@10", task: str = "headline") -> pd.DataFrame:
+    """The same cells run twice (e.g. bf16 vs float32): per cell and step, both values, their paired
+    difference over queries with its p-value, and the rank correlation of the two per-query score lists."""
+    from scipy import stats
+
+    from optical_core.study.sweep import collect_results
+
+    dir_a, dir_b = Path(dir_a), Path(dir_b)
+    key = ["cell_id", "step"]
+    a = collect_results(dir_a)
+    b = collect_results(dir_b)
+    a = a[(a.metric == metric) & (a.task == task)]
+    b = b[(b.metric == metric) & (b.task == task)]
+    rows = []
+    for r in a.merge(b, on=key, suffixes=("_a", "_b")).itertuples():
+        qa = pd.read_csv(dir_a / r.per_query_file_a).sort_values("qid")[metric].to_numpy()
+        qb = pd.read_csv(dir_b / r.per_query_file_b).sort_values("qid")[metric].to_numpy()
+        test = paired_comparison(qa, qb)
+        rows.append(dict(cell_id=r.cell_id, step=r.step, task=task, metric=metric, a=r.value_a, b=r.value_b,
+                         diff=r.value_a - r.value_b, p_value=test.p_value,
+                         spearman=stats.spearmanr(qa, qb).statistic if np.std(qa) and np.std(qb) else np.nan))
+    return pd.DataFrame(rows)

@@ -100,6 +100,9 @@ def write_curve_report(sweep_dir: Path | str, out: Path | str | None = None, met
             continue
         starts = versus_start_table(results, sweep_dir, metric, task)
         sections += [f"### Task: {task}\n", regime(results, starts, metric, task), ""]
+        start_table = (_markdown(starts[["lang", "family", "layers", "method", "final_step", "mean_start",
+                                         "mean_final", "diff", "ci_low", "ci_high", "p_value", "n_seeds"]])
+                       if len(starts) else "(no start to compare with)")
         curves.to_csv(out / f"curves_{task}.csv", index=False)
         starts.to_csv(out / f"versus_start_{task}.csv", index=False)
         baselines = results[(results.family == "baseline") & (results.metric == metric) & (results.task == task)]
@@ -109,8 +112,7 @@ def write_curve_report(sweep_dir: Path | str, out: Path | str | None = None, met
         sections += ["Mean over seeds x queries per step (x: collapsed, mean pairwise query cosine > 0.9):\n",
                      _markdown(curve_pivot(curves)), "",
                      "Each method at its last step minus its own step 0 (paired over queries, seeds averaged):\n",
-                     _markdown(starts[["lang", "family", "layers", "method", "final_step", "mean_start", "mean_final",
-                                       "diff", "ci_low", "ci_high", "p_value", "n_seeds"]]), ""]
+                     start_table, ""]
         diffs = [method_difference_table(results, sweep_dir, m, compare_with, metric, task)
                  for m in trained_methods if m != compare_with]
         diffs = pd.concat([d for d in diffs if len(d)] or [pd.DataFrame()], ignore_index=True)
