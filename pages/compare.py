@@ -1,12 +1,9 @@
+import pandas as pd
 import streamlit as st
 
 from optical_core.data.clir import build_collection
-from optical_core.evaluate.comparison import (
-    largest_differences,
-    manifests_side_by_side,
-    pairwise_table,
-    wins_losses,
-)
+from optical_core.evaluate.comparison import (differing_settings, largest_differences, manifests_side_by_side,
+                                              pairwise_table, wins_losses)
 from optical_core.evaluate.scoring import score_student
 from optical_core.store.locations import all_checkpoints
 from pages.common import checkpoint_label, load_checkpoint_cached, teacher
@@ -21,6 +18,11 @@ chosen = st.multiselect("Checkpoints (two or more)", list(entries), default=list
 if len(chosen) < 2:
     st.stop()
 picked = {entries[c].name: entries[c] for c in chosen}
+differ = differing_settings({n: e.manifest for n, e in picked.items()})
+differ.pop("seed", None)
+if differ:  # beyond the objective itself, anything listed here is mixed into the differences below
+    st.warning("These runs differ in: " + "; ".join(f"{key} ({' vs '.join(map(str, values))})"
+                                                   for key, values in differ.items()))
 st.subheader("Manifests")
 st.dataframe(manifests_side_by_side({n: e.manifest for n, e in picked.items()}).astype(str))
 
@@ -53,7 +55,9 @@ names = list(scores)
 a, b = st.columns(2)
 first = a.selectbox("A", names, index=0)
 second = b.selectbox("B", names, index=1)
-st.write(wins_losses(scores[first], scores[second], metric))
+st.dataframe(pd.DataFrame([dict(A=first, B=second, **{f"queries where A {k}": v for k, v in
+                                                        wins_losses(scores[first], scores[second], metric).items()})]),
+             hide_index=True)
 queries = build_collection("headline", lang).queries
 st.subheader("Queries where they differ most")
 st.dataframe(largest_differences(scores[first], scores[second], metric, queries).round(4), hide_index=True)

@@ -84,8 +84,13 @@ def test_alignment_page_draws_a_heatmap_of_a_real_pair(app_env):
 def test_compare_page_pairs_two_checkpoints(app_env):
     at = open_page("pages/compare.py")
     assert not at.error, [e.value for e in at.error]
-    text = " ".join(str(d.value) for d in at.dataframe)
-    assert "p_value" in text or len(at.dataframe) >= 3
+    # the two tiny checkpoints differ in their objective (and budget): the page says so before any number
+    assert at.warning and at.warning[0].value.startswith("These runs differ in: ")
+    assert "loss.method (" in at.warning[0].value
+    pairwise = next(d.value for d in at.dataframe if "p_value" in d.value.columns)
+    assert len(pairwise) == 1 and {"diff", "ci_low", "ci_high"} <= set(pairwise.columns)
+    wins = next(d.value for d in at.dataframe if "queries where A wins" in d.value.columns)
+    assert int(wins.iloc[0][["queries where A wins", "queries where A ties", "queries where A losses"]].sum()) == 123
 
 
 def test_checkpoints_page_lists_a_broken_checkpoint_and_keeps_working(app_env):

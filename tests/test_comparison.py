@@ -24,3 +24,15 @@ def test_largest_differences_and_pairwise_table():
     assert set(top.qid) == {"q1", "q3"} and set(top["query"]) == {"one", "three"}
     row = pairwise_table({"A": a, "B": b}, "mrr@10").iloc[0]
     assert row.n == 4 and row["diff"] == 0.0 and row.p_value == 1.0
+
+
+def test_differing_settings_names_each_setting_that_differs(tiny_checkpoint):
+    from dataclasses import replace
+
+    from optical_core.evaluate.comparison import differing_settings
+    from optical_core.store.checkpoints import read_manifest
+
+    a = read_manifest(tiny_checkpoint)
+    b = replace(a, config=replace(a.config, budget=replace(a.config.budget, n_pairs=256), seed=3))
+    assert differing_settings({"a": a, "b": b}) == {"budget.n_pairs": [32, 256], "seed": [0, 3]}
+    assert differing_settings({"a": a, "a2": a}) == {}

@@ -25,6 +25,23 @@ def manifests_side_by_side(manifests: dict[str, RunManifest]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _flatten(prefix: str, value) -> dict:
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flatten(f"{prefix}.{k}" if prefix else k, v))
+        return out
+    return {prefix: value}
+
+
+def differing_settings(manifests: dict[str, RunManifest]) -> dict[str, list]:
+    """The settings (config fields, e.g. 'budget.n_pairs', 'loss.reg', 'lang') on which the runs differ,
+    each with its value per run in order: what makes a comparison of two checkpoints not like for like."""
+    flat = [_flatten("", asdict(m.config)) for m in manifests.values()]
+    keys = sorted(set().union(*flat)) if flat else []
+    return {k: [f.get(k) for f in flat] for k in keys if len({repr(f.get(k)) for f in flat}) > 1}
+
+
 def paired_scores(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per-query scores of two systems on their common queries: columns qid, <metric>_a, <metric>_b, diff."""
     joined = a[["qid", metric]].merge(b[["qid", metric]], on="qid", suffixes=("_a", "_b"))
@@ -46,6 +63,7 @@ def pairwise_table(scores: dict[str, pd.DataFrame], metric: str) -> pd.DataFrame
 
 
 def wins_losses(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> dict[str, int]:
+    """Queries where A scores higher, the same, lower than B."""
     diff = paired_scores(a, b, metric)["diff"]
     return {"wins": int((diff > 0).sum()), "ties": int((diff == 0).sum()), "losses": int((diff < 0).sum())}
 
