@@ -161,6 +161,8 @@ def cmd_evaluate(args) -> None:
     write_per_query(scores, out)
     table.to_csv(out / "summary.csv", index=False)
     _print_table(table.round(4))
+    print("diff_vs_ref, diff_ci_*, p_vs_ref: each system minus the checkpoint (the reference row), paired over "
+          "queries (bootstrap 95% CI, randomisation test)")
     print(f"per-query scores: {out}")
 
 

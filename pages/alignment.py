@@ -82,7 +82,15 @@ def show(entry, column):
     except Exception as err:  # a corrupt checkpoint or odd input must not take the page down
         column.error(f"{entry.name}: {err}")
         return
-    column.markdown(f"**{manifest.method.upper()}** student · <P, C> = {alignment.transport_cost:.5f}")
+    if any(alignment.dropped_tokens):
+        column.warning(f"Cut to the run's max length ({manifest.config.budget.max_length} tokens): "
+                       f"{alignment.dropped_tokens[0]} {manifest.lang} and {alignment.dropped_tokens[1]} English "
+                       "tokens were dropped, as training would have dropped them.")
+    share, chance, shared = alignment.identical_share
+    column.markdown(f"**{manifest.method.upper()}** student · <P, C> = {alignment.transport_cost:.5f} · plan sharpness "
+                    f"{alignment.sharpness:.3f} (0 = blurred, 1 = one-to-one) · identical-token share "
+                    + (f"{share:.2f} over {shared} shared tokens (independent plan: {chance:.2f})" if shared else
+                       "n/a (no token shared with the English side)"))
     column.plotly_chart(transport_heatmap(alignment.plan, alignment.lr_tokens, alignment.en_tokens, alignment.cost,
                                           title=f"{manifest.method}: transport plan"),
                         width="stretch", key=f"plan-{entry.path}")

@@ -47,3 +47,15 @@ def test_ot_plus_kd_is_the_sum_of_its_terms(teacher):
     assert kd.transport is None and ot.transport is not None
     torch.testing.assert_close(both.loss, ot.loss + 3.0 * kd.loss)
     assert kd.loss > 0 and ot.loss > 0
+
+
+def test_alignment_says_how_many_tokens_max_length_cut(teacher):
+    bitext, _ = training_bitext("hau", 16)
+    student = build_student(StudentSpec("minilm", 1), teacher.hidden_size, bitext.source + bitext.target).encoder
+    objective = build_objective(LossConfig(method="ot"), student, teacher, bitext)
+    long_lr, long_en = " ".join(bitext.source[:3]), " ".join(bitext.target[:3])
+    full = align_pair(student, teacher, long_lr, long_en, objective, 256)
+    cut = align_pair(student, teacher, long_lr, long_en, objective, 12)
+    assert full.dropped_tokens == (0, 0)
+    assert cut.dropped_tokens == (len(full.lr_tokens) - len(cut.lr_tokens), len(full.en_tokens) - len(cut.en_tokens))
+    assert len(cut.lr_tokens) == 10 and cut.dropped_tokens[0] > 0  # 12 minus [CLS] and [SEP]

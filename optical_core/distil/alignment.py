@@ -24,6 +24,7 @@ class Alignment:
     cost: np.ndarray  # [n_lr, n_en]
     transport_cost: float
     sharpness: float = float("nan")  # KL(P || a b^T) / log min(n, m)
+    dropped_tokens: tuple[int, int] = (0, 0)  # (LR, English) content tokens cut by max_length
 
     @property
     def identical_share(self) -> tuple[float, float, int]:
@@ -42,7 +43,9 @@ def _content_tokens(encoder: Encoder, text: str, max_length: int):
     batch = encoder.tokenize([text], max_length)
     keep = batch.content_mask[0].bool()
     tokens = encoder.tokenizer.convert_ids_to_tokens(batch.input_ids[0][keep].tolist())
-    return batch, keep, tokens
+    with encoder.lock:
+        full = len(encoder.tokenizer(encoder.prefix + text, add_special_tokens=False)["input_ids"])
+    return batch, keep, tokens, full - len(tokens)
 
 
 @torch.no_grad()
@@ -55,8 +58,8 @@ def align_pair(student: Encoder, teacher: Encoder, lr_text: str, en_text: str, o
     """
     if not lr_text.strip() or not en_text.strip():
         raise ValueError("both sentences must be non-empty")
-    s_batch, s_keep, lr_tokens = _content_tokens(student, lr_text, max_length)
-    t_batch, t_keep, en_tokens = _content_tokens(teacher, en_text, max_length)
+    s_batch, s_keep, lr_tokens, lr_dropped = _content_tokens(student, lr_text, max_length)
+    t_batch, t_keep, en_tokens, en_dropped = _content_tokens(teacher, en_text, max_length)
     s_vec = student.token_vectors(s_batch)
     t_vec = teacher.token_vectors(t_batch)[0][t_keep][None]
     t_ids = t_batch.input_ids[0][t_keep][None]
@@ -65,7 +68,8 @@ def align_pair(student: Encoder, teacher: Encoder, lr_text: str, en_text: str, o
     keep = s_keep.nonzero().squeeze(1)  # the student's content tokens (specials carry no mass)
     P, C = out.plan[0][keep], out.cost[0][keep]
     sharpness = plan_sharpness(out.plan, out.a, out.b)[0].item()
-    return Alignment(lr_tokens, en_tokens, P.cpu().numpy(), C.cpu().numpy(), float((P * C).sum()), sharpness)
+    return Alignment(lr_tokens, en_tokens, P.cpu().numpy(), C.cpu().numpy(), float((P * C).sum()), sharpness,
+                     (lr_dropped, en_dropped))
 
 
 def run_objective(config: TrainConfig, student: Encoder, teacher: Encoder, reg: float | None = None) -> Objective:

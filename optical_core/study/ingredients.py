@@ -62,8 +62,8 @@ def data_table(langs: list[str] | None = None) -> pd.DataFrame:
             bitext, report = training_bitext(lang)
             row.update(training_source="; ".join(bitext.notes) or "train split", pairs_raw=report.kept + report.dropped,
                        dropped_exact=report.dropped_exact, dropped_ngram=report.dropped_ngram, pairs_kept=report.kept)
-        except DataError as err:
-            row.update(training_source=f"none ({str(err).split(';')[0]})")
+        except DataError:
+            row.update(training_source="none (no MAFAND bitext)")
         try:
             ntrex = load_ntrex(lang)
             head, sib = headline_collection(ntrex), sibling_collection(ntrex)
@@ -73,4 +73,6 @@ def data_table(langs: list[str] | None = None) -> pd.DataFrame:
         except DataError:
             row.update(headline_queries=0)
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    counts = [c for c in table.columns if c.startswith(("pairs_", "dropped_", "headline_", "siblings_q", "siblings_p"))]
+    return table.astype({c: "Int64" for c in counts})  # counts stay integers where a language has none
