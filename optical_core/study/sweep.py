@@ -240,12 +240,13 @@ def collect_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.
     rows = []
     for r in records:
         base = {k: r.get(k) for k in CELL_COLUMNS}
-        evaluations = r.get("evaluations") or [dict(step=r.get("train_steps", 0), task=r["task"], means=r["means"],
-                                                    n_queries=r.get("n_queries"), per_query_file=r["per_query_file"])]
+        task = r.get("task", "headline")  # the oldest records name no task: theirs was the headline task
+        evaluations = r.get("evaluations") or [dict(step=r.get("train_steps", 0), task=task, means=r["means"],
+                                                    n_queries=r.get("n_queries"), per_query_file=r.get("per_query_file"))]
         last = max(e["step"] for e in evaluations)
         for e in evaluations:
             step = {k: e.get(k) for k in STEP_COLUMNS}
-            final = e["step"] == last and e["task"] == r["task"]
+            final = e["step"] == last and e["task"] == task
             rows += [dict(base, **step, final=final, metric=m, value=v) for m, v in e["means"].items()]
     return pd.DataFrame(rows)
 
