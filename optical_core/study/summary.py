@@ -117,6 +117,8 @@ def publish_sweep(sweep_dir: Path, dest: Path) -> None:
         if (sweep_dir / name).is_file():
             shutil.copy2(sweep_dir / name, dest / name)
     for cell in sorted((sweep_dir / "cells").iterdir()):
+        if not ((cell / "result.json").is_file() or (cell / "failed.json").is_file()):
+            continue  # still running (a sweep published in chunks): its partial files stay behind
         files = [cell / name for name in PUBLISHED_FILES] + sorted((cell / "per_query").glob("*.csv"))
         for file in files:
             if file.is_file():
