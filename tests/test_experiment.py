@@ -237,3 +237,10 @@ def test_comparing_a_sweep_with_itself_finds_no_difference(quick_sweep):
     same = compare_sweeps(out, out)
     assert len(same) == 3 + 2 + 4 * 2  # 3 baselines and 2 untrained cells at step 0, 4 trained cells at steps 0 and 4
     assert (same["diff"] == 0).all() and (same.p_value == 1.0).all()
+
+
+def test_exported_verdict_states_the_regime_before_any_trend(quick_sweep, tmp_path):
+    out, _, _ = quick_sweep
+    analyse_sweep(out, export_to=tmp_path)
+    first = (tmp_path / "verdict.md").read_text().split("\n\n")[0]
+    assert first.startswith("Regime (headline, mrr@10): minilm-L1 starts at")

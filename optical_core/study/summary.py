@@ -94,7 +94,10 @@ def export_summary(summary: StudySummary, out: Path) -> None:
     summary.accuracy.to_csv(out / "accuracy.csv", index=False)
     summary.gains.to_csv(out / "gains.csv", index=False)
     summary.slopes.to_csv(out / "slopes.csv", index=False)
-    atomic_write_text(out / "verdict.md", "\n\n".join(f"**{f}**: {v}" for f, v in summary.families.items()) + "\n")
+    # The regime (did the students learn?) comes before any trend, as in the app.
+    paragraphs = ([summary.superseded] if summary.superseded else []) + ([summary.regime] if summary.regime else [])
+    paragraphs += [f"**{f}**: {v}" for f, v in summary.families.items()]
+    atomic_write_text(out / "verdict.md", "\n\n".join(paragraphs) + "\n")
     for family in summary.gains.family.unique():
         export_figure(gain_figure(summary.gains[summary.gains.family == family],
                                   title=f"{family}: OT-vs-KD gain in {summary.metric} vs student size"),
