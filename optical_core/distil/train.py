@@ -170,17 +170,24 @@ def fit_head(student: Student, bitext: Bitext, targets: "TeacherTargets", max_le
                          "training pairs (mean-pooled student features -> the teacher's mean-pooled embeddings)")
 
 
-def initial_student(config: TrainConfig, teacher: Encoder, data_dir: Path | None = None) -> Student:
-    """The student a run of `config` starts from (step 0: the floor, or the linear-map start), on the CPU."""
-    bitext, _ = training_bitext(config.lang, config.budget.n_pairs, data_dir)
+def _start(config: TrainConfig, teacher: Encoder, bitext: Bitext, device,
+           data_dir: Path | None) -> tuple[Student, TeacherTargets]:
+    """The student a run starts from, on `device`, and the teacher's targets for its bitext. Training and
+    `initial_student` both build it here, so a run's step 0 is its untrained cell by construction."""
     seed_everything(config.seed)
-    student = build_student(config.student, teacher.hidden_size, study_vocabulary_texts(bitext, config.lang, data_dir),
-                            seed=config.seed)
-    device = next(teacher.parameters()).device
+    student = build_student(config.student, teacher.hidden_size,
+                            vocab_texts=study_vocabulary_texts(bitext, config.lang, data_dir), seed=config.seed)
     student.encoder.to(device)
-    fit_head(student, bitext, teacher_targets(teacher, bitext.target, config.budget.max_length, device),
-             config.budget.max_length, device)
-    return student
+    targets = teacher_targets(teacher, bitext.target, config.budget.max_length, device)
+    fit_head(student, bitext, targets, config.budget.max_length, device)
+    return student, targets
+
+
+def initial_student(config: TrainConfig, teacher: Encoder, data_dir: Path | None = None) -> Student:
+    """The student a run of `config` starts from (step 0: the floor, or the linear-map start), on the
+    teacher's device."""
+    bitext, _ = training_bitext(config.lang, config.budget.n_pairs, data_dir)
+    return _start(config, teacher, bitext, next(teacher.parameters()).device, data_dir)[0]
 
 
 def seed_everything(seed: int) -> None:
@@ -218,12 +225,8 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
     teacher = teacher or load_teacher()
     teacher.to(device)
     bitext, dedup = training_bitext(config.lang, budget.n_pairs, data_dir)
-    seed_everything(config.seed)
-    student = build_student(config.student, teacher.hidden_size,
-                            vocab_texts=study_vocabulary_texts(bitext, config.lang, data_dir), seed=config.seed)
-    model = student.encoder.to(device).train()
-    targets = teacher_targets(teacher, bitext.target, budget.max_length, device)
-    fit_head(student, bitext, targets, budget.max_length, device)
+    student, targets = _start(config, teacher, bitext, device, data_dir)
+    model = student.encoder.train()
     objective = build_objective(config.loss, model, teacher, bitext)
 
     plan = _batches(len(bitext), budget.batch_size, budget.epochs, config.seed)
