@@ -13,8 +13,8 @@ from optical_core.store.checkpoints import (
     load_checkpoint,
     read_manifest,
     read_train_log,
+    recover_interrupted,
     save_checkpoint,
-    sweep_stale,
 )
 
 
@@ -73,10 +73,11 @@ def test_truncated_weights_are_a_clear_error_and_others_still_list(tiny_checkpoi
     bad = copy(tiny_checkpoint, tmp_path, "bad")
     data = (bad / "model.safetensors").read_bytes()
     (bad / "model.safetensors").write_bytes(data[: len(data) // 3])
-    with pytest.raises(CheckpointError, match="could not load weights"):
+    with pytest.raises(CheckpointError, match="model.safetensors: unreadable header"):
         load_checkpoint(bad)
     entries = {e.name: e for e in list_checkpoints(tmp_path)}
     assert entries["good"].error is None and entries["good"].manifest is not None
+    assert "unreadable header" in entries["bad"].error  # caught by the listing, not only on loading
     load_checkpoint(good)
 
 
@@ -114,14 +115,100 @@ def test_path_traversal_and_bad_names_are_refused(tmp_path, name):
         checkpoint_path(tmp_path, name)
 
 
+def age(path, seconds):
+    import os
+    import time
+    os.utime(path, (time.time() - seconds, time.time() - seconds))
+
+
 def test_delete_and_stale_cleanup(tiny_checkpoint, tmp_path):
     copy(tiny_checkpoint, tmp_path, "gone")
-    (tmp_path / ".tmp-half-written").mkdir()
+    (tmp_path / ".tmp-abandoned-abcd1234").mkdir()
+    age(tmp_path / ".tmp-abandoned-abcd1234", 2 * 3600)
+    (tmp_path / ".tmp-inprogress-abcd1234").mkdir()  # young: may be another process's write
+    (tmp_path / ".deleting-gone2-abcd1234").mkdir()
     delete_checkpoint(tmp_path, "gone")
-    assert list_checkpoints(tmp_path) == []
-    assert sweep_stale(tmp_path) == 1
+    assert list_checkpoints(tmp_path) == []  # the listing cleans up as it goes
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [".tmp-inprogress-abcd1234"]
     with pytest.raises(CheckpointError, match="no checkpoint named"):
         delete_checkpoint(tmp_path, "gone")
+
+
+def test_a_replace_killed_between_its_renames_lists_the_old_version(tiny_checkpoint, tmp_path):
+    """save_checkpoint renames the old version away, then the new one in: killed in between, neither is
+    visible. The listing puts the old one back."""
+    copy(tiny_checkpoint, tmp_path, ".old-run-0a1b2c3d")
+    (tmp_path / ".tmp-run-unfinish").mkdir()  # a new version killed before its manifest: never finished
+    (entry,) = list_checkpoints(tmp_path)
+    assert entry.name == "run" and entry.error is None and entry.manifest.method == "ot"
+    assert not (tmp_path / ".old-run-0a1b2c3d").exists()
+
+
+def test_a_replace_killed_between_its_renames_lists_the_new_version_when_it_finished(tiny_checkpoint, tmp_path):
+    import json
+    copy(tiny_checkpoint, tmp_path, ".old-run-0a1b2c3d")
+    new = copy(tiny_checkpoint, tmp_path, ".tmp-run-x_y9z8w7")
+    manifest = json.loads((new / "manifest.json").read_text())
+    (new / "manifest.json").write_text(json.dumps(dict(manifest, steps=99)))
+    (entry,) = list_checkpoints(tmp_path)
+    assert entry.name == "run" and entry.manifest.steps == 99
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == ["run"]  # the old version is cleaned up
+    assert recover_interrupted(tmp_path) == 0
+
+
+def test_recovery_waits_while_another_process_replaces_a_checkpoint(tiny_checkpoint, tmp_path):
+    import multiprocessing
+
+    copy(tiny_checkpoint, tmp_path, ".old-run-0a1b2c3d")
+    ready, release = multiprocessing.Event(), multiprocessing.Event()
+    holder = multiprocessing.get_context("fork").Process(target=_hold_lock, args=(tmp_path / ".lock", ready, release))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        assert recover_interrupted(tmp_path) == 0 and (tmp_path / ".old-run-0a1b2c3d").exists()
+    finally:
+        release.set()
+        holder.join(30)
+    assert recover_interrupted(tmp_path) == 1 and (tmp_path / "run").is_dir()
+
+
+def _hold_lock(path, ready, release):
+    from optical_core.store.locks import file_lock
+    with file_lock(path):
+        ready.set()
+        release.wait(30)
+
+
+def test_symlinks_leading_out_of_the_checkpoint_folder_are_refused(tiny_checkpoint, tmp_path):
+    root = tmp_path / "checkpoints"
+    root.mkdir()
+    (root / "linked").symlink_to(tiny_checkpoint, target_is_directory=True)
+    inner = copy(tiny_checkpoint, root, "inner")
+    (inner / "model.safetensors").unlink()
+    (inner / "model.safetensors").symlink_to(tiny_checkpoint / "model.safetensors")
+    entries = {e.name: e for e in list_checkpoints(root)}
+    assert set(entries) == {"linked", "inner"}
+    assert all(e.manifest is None and "symbolic link" in e.error and "refused" in e.error for e in entries.values())
+    copy(tiny_checkpoint, root, "target")
+    (root / "alias").symlink_to(root / "target", target_is_directory=True)  # a link that stays inside is fine
+    assert {e.name: e.error for e in list_checkpoints(root)}["alias"] is None
+
+
+def test_a_config_claiming_more_layers_than_the_weights_hold_is_refused_before_allocation(tiny_checkpoint, tmp_path):
+    import json
+    bomb = copy(tiny_checkpoint, tmp_path, "bomb")
+    config = json.loads((bomb / "config.json").read_text())
+    (bomb / "config.json").write_text(json.dumps(dict(config, num_hidden_layers=10_000)))
+    (entry,) = list_checkpoints(tmp_path)
+    assert entry.manifest is None and "claims 10000 layers" in entry.error
+    with pytest.raises(CheckpointError, match="claims 10000 layers"):
+        load_checkpoint(bomb)
+    (bomb / "config.json").write_text(json.dumps(dict(config, hidden_size=100_000)))
+    with pytest.raises(CheckpointError, match="describes ~.* weights, model.safetensors holds"):
+        load_checkpoint(bomb)
+    (bomb / "config.json").write_text(json.dumps(dict(config, vocab_size="many")))
+    with pytest.raises(CheckpointError, match="vocab_size = many is not a plausible size"):
+        load_checkpoint(bomb)
 
 
 def test_hostile_manifests_are_listed_as_unreadable(tiny_checkpoint, tmp_path):

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from torch import nn
 
 from optical_core.errors import CheckpointError
@@ -55,7 +58,42 @@ def check_checkpoint_dir(path: Path | str) -> Path:
         raise CheckpointError(f"{path}: model.safetensors is missing{hint}")
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
         raise CheckpointError(f"{path}: no tokenizer file (one of {', '.join(TOKENIZER_FILES)})")
+    check_config_fits_weights(path)
     return path
+
+
+LAYER_INDEX = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
+
+
+def check_config_fits_weights(path: Path) -> None:
+    """Refuse a config.json that describes a larger model than model.safetensors holds, before anything is
+    allocated: transformers builds the model the config describes first, so a config claiming 10,000 layers
+    would try to allocate ~71 GB. Reads only the safetensors header."""
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}/config.json: not a JSON object")
+    try:
+        with safe_open(str(path / "model.safetensors"), "pt") as weights:
+            shapes = {name: weights.get_slice(name).get_shape() for name in weights.keys()}
+    except Exception as err:
+        raise CheckpointError(f"{path}/model.safetensors: unreadable header ({str(err)[:200]})") from None
+    held = sum(math.prod(shape) for shape in shapes.values())
+    sizes = {k: config.get(k) for k in ("num_hidden_layers", "hidden_size", "intermediate_size", "vocab_size")}
+    for key, value in sizes.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 10**7):
+            raise CheckpointError(f"{path}/config.json: {key} = {str(value)[:40]} is not a plausible size")
+    layers = sizes["num_hidden_layers"]
+    present = {int(m.group(1)) for name in shapes for m in [LAYER_INDEX.search(name)] if m}
+    if layers is not None and present and layers > max(present) + 1:
+        raise CheckpointError(f"{path}: config.json claims {layers} layers, model.safetensors holds weights for "
+                              f"{max(present) + 1}; refusing to build it")
+    if None not in sizes.values():
+        hidden, inner = sizes["hidden_size"], sizes["intermediate_size"]
+        # A transformer encoder's weight matrices: embeddings, then per layer attention (4 H^2) and FFN (2 H I).
+        described = sizes["vocab_size"] * hidden + layers * (4 * hidden * hidden + 2 * hidden * inner)
+        if described > 2 * held + 10**6:
+            raise CheckpointError(f"{path}: config.json describes ~{described:,} weights, model.safetensors holds "
+                                  f"{held:,}; refusing to build it")
 
 
 def teacher_dir() -> Path:

@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -37,7 +38,9 @@ from optical_core.settings import (
     from_mapping,
 )
 from optical_core.store.atomic import atomic_write_text
+from optical_core.store.locks import LockHeld, file_lock
 
+LOCK = ".lock"  # taken while a checkpoint is swapped in, and while interrupted swaps are repaired
 MANIFEST = "manifest.json"
 MANIFEST_MAX_BYTES = 1_000_000  # a real manifest is ~3 kB; anything this large is not one
 MANIFEST_FORMAT = 2  # 2: the config is a nested TrainConfig (1: a flat dict)
@@ -167,10 +170,11 @@ def save_checkpoint(root: Path | str, encoder: Encoder, manifest: RunManifest, h
             (tmp / filename).write_text(text, encoding="utf-8")
         write_run_records(tmp, manifest, history)  # the manifest last: without one a directory was never finished
         old = None
-        if target.exists():
-            old = target.parent / f".old-{manifest.name}-{uuid.uuid4().hex[:8]}"
-            target.rename(old)
-        tmp.rename(target)
+        with file_lock(target.parent / LOCK):  # a listing recovers interrupted swaps, never one in progress
+            if target.exists():
+                old = target.parent / f".old-{manifest.name}-{uuid.uuid4().hex[:8]}"
+                target.rename(old)
+            tmp.rename(target)  # a kill between the two renames is repaired by recover_interrupted()
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -231,13 +235,16 @@ class CheckpointEntry:
 
 
 def list_checkpoints(root: Path | str) -> list[CheckpointEntry]:
-    """Every visible directory under `root`, with its manifest or the reason it cannot be read."""
+    """Every visible directory under `root`, with its manifest or the reason it cannot be read. Interrupted
+    replacements are repaired and stale temporaries removed first."""
     root = Path(root)
     if not root.is_dir():
         return []
+    recover_interrupted(root)
     entries = []
     for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         try:
+            check_inside(path, root)
             check_checkpoint_dir(path)
             entries.append(CheckpointEntry(path.name, path, read_manifest(path), None))
         except CheckpointError as err:
@@ -245,6 +252,14 @@ def list_checkpoints(root: Path | str) -> list[CheckpointEntry]:
     return entries
 
 
+def check_inside(path: Path, root: Path) -> None:
+    """Refuse a checkpoint that is, or holds, a symbolic link leading out of `root`: the app would read
+    (and Delete would remove) whatever it points at."""
+    root = root.resolve()
+    for item in [path, *path.iterdir()]:
+        target = item.resolve()
+        if target != root and root not in target.parents:
+            raise CheckpointError(f"{item}: a symbolic link to {target}, outside {root} (refused)")
 def delete_checkpoint(root: Path | str, name: str) -> None:
     path = checkpoint_path(root, name)
     if not path.is_dir():
@@ -254,10 +269,42 @@ def delete_checkpoint(root: Path | str, name: str) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def sweep_stale(root: Path | str) -> int:
-    """Remove leftovers of interrupted writes and deletions; returns how many were removed."""
+HIDDEN = re.compile(r"^\.(tmp|old|deleting)-(.+)-[A-Za-z0-9_]{8}$")
+STALE_TMP_S = 3600  # a checkpoint is written in seconds; a temporary untouched for an hour is abandoned
+
+
+def recover_interrupted(root: Path | str) -> int:
+    """Repair what a killed process left behind; returns how many hidden folders were renamed or removed.
+
+    A kill between save_checkpoint's two renames leaves `.old-NAME-*` and no NAME: the finished new version
+    (a `.tmp-NAME-*` with a manifest) is put in place if there is one, the old version otherwise, so one of
+    the two is always listed. Then leftovers are removed: `.old-*` whose name exists again, `.deleting-*`,
+    and `.tmp-*` untouched for STALE_TMP_S (younger ones may be a write in progress). Skipped while another
+    process is replacing a checkpoint here."""
     root = Path(root)
-    stale = [p for p in root.glob(".*") if p.is_dir() and p.name.startswith((".tmp-", ".old-", ".deleting-"))]
-    for p in stale:
-        shutil.rmtree(p, ignore_errors=True)
-    return len(stale)
+    hidden = [(p, HIDDEN.match(p.name)) for p in root.glob(".*") if p.is_dir() and not p.is_symlink()]
+    hidden = [(p, m.group(1), m.group(2)) for p, m in hidden if m]
+    if not hidden:
+        return 0
+    changed = 0
+    try:
+        with file_lock(root / LOCK, wait=False):
+            for path, kind, name in hidden:
+                if kind != "old" or (root / name).exists() or not NAME_PATTERN.match(name):
+                    continue
+                finished = sorted((t for t, k, n in hidden if k == "tmp" and n == name and (t / MANIFEST).is_file()),
+                                  key=lambda t: t.stat().st_mtime)
+                (finished[-1] if finished else path).rename(root / name)
+                changed += 1
+            now = time.time()
+            for path, kind, name in hidden:
+                if not path.exists():  # renamed into place above
+                    continue
+                stale = kind == "deleting" or (kind == "old" and (root / name).exists()) or (
+                    kind == "tmp" and now - path.stat().st_mtime > STALE_TMP_S)
+                if stale:
+                    shutil.rmtree(path, ignore_errors=True)
+                    changed += 1
+    except LockHeld:
+        return 0
+    return changed
