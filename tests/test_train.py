@@ -98,3 +98,17 @@ def test_non_finite_weights_after_training_write_no_checkpoint(teacher, tmp_path
     with pytest.raises(NonFiniteLoss, match="weights are not all finite"):
         train_and_save(config, tmp_path, "nan-weights", teacher=teacher)
     assert list_checkpoints(tmp_path) == []
+
+
+def test_the_batch_plan_is_drawn_lazily_and_covers_each_epoch_once():
+    from optical_core.distil.train import batch_plan
+    from optical_core.settings import Budget
+
+    huge = batch_plan(10, 3, 10**9, seed=0, max_steps=2)  # 3.3e9 batches if it were built before step 1
+    assert len(list(huge)) == 2
+    full = list(batch_plan(10, 3, 2, seed=0))
+    assert len(full) == Budget(n_pairs=10, batch_size=3, epochs=2).steps_for(10) == 8
+    for epoch in (0, 1):
+        assert sorted(i for e, batch in full if e == epoch for i in batch) == list(range(10))
+    assert full[:4] != full[4:]  # a fresh permutation each epoch
+    assert list(batch_plan(10, 3, 2, seed=0)) == full  # and the same seed, the same plan

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -200,13 +200,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _batches(n: int, batch_size: int, epochs: int, seed: int) -> list[tuple[int, list[int]]]:
+def batch_plan(n: int, batch_size: int, epochs: int, seed: int, max_steps: int | None = None
+               ) -> Iterator[tuple[int, list[int]]]:
+    """(epoch, pair indices) per optimiser step: a fresh permutation each epoch, drawn lazily, so a huge
+    epoch count with a small max_steps costs nothing before step 1."""
     generator = torch.Generator().manual_seed(seed)
-    out = []
+    steps = 0
     for epoch in range(epochs):
         order = torch.randperm(n, generator=generator).tolist()
-        out += [(epoch, order[i : i + batch_size]) for i in range(0, n, batch_size)]
-    return out
+        for i in range(0, n, batch_size):
+            if max_steps is not None and steps >= max_steps:
+                return
+            steps += 1
+            yield epoch, order[i : i + batch_size]
 
 
 def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | None = None,
@@ -229,19 +235,18 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
     model = student.encoder.train()
     objective = build_objective(config.loss, model, teacher, bitext)
 
-    plan = _batches(len(bitext), budget.batch_size, budget.epochs, config.seed)
-    if budget.max_steps is not None:
-        plan = plan[: budget.max_steps]
+    n_steps = budget.steps_for(len(bitext))
+    plan = batch_plan(len(bitext), budget.batch_size, budget.epochs, config.seed, budget.max_steps)
     head = list(model.projection.parameters()) if model.projection is not None else []
     groups = [{"params": list(model.backbone.parameters()), "lr": budget.lr}]
     if head:
         groups.append({"params": head, "lr": budget.lr * budget.head_lr_multiplier})
     optimizer = torch.optim.AdamW(groups, weight_decay=budget.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(budget.warmup_ratio * len(plan)), len(plan))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(budget.warmup_ratio * n_steps), n_steps)
     with teacher.lock:
         truncated = count_truncated(model.tokenizer, teacher.tokenizer, bitext, budget.max_length)
     result = TrainResult(config, student, bitext, dedup, device=device, precision=precision, truncated_pairs=truncated)
-    eval_steps = set(budget.evaluation_steps(len(plan))) if on_eval else set()
+    eval_steps = set(budget.evaluation_steps(n_steps)) if on_eval else set()
 
     def evaluate(step: int) -> None:
         if step in eval_steps:
@@ -253,7 +258,7 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     for step, (epoch, index) in enumerate(plan, start=1):
         if should_stop and should_stop():
-            raise TrainingCancelled(f"cancelled at step {step - 1} of {len(plan)}")
+            raise TrainingCancelled(f"cancelled at step {step - 1} of {n_steps}")
         batch = model.tokenize([bitext.source[i] for i in index], budget.max_length).to(device)
         # Only the encoder's matmuls run in bf16: the cost matrix, Sinkhorn, the losses and AdamW stay float32.
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -268,7 +273,7 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
-        log = StepLog(step, len(plan), epoch, loss.item(), scheduler.get_last_lr()[0],
+        log = StepLog(step, n_steps, epoch, loss.item(), scheduler.get_last_lr()[0],
                       time.perf_counter() - started, m_err)
         result.history.append(log)
         if on_step:
