@@ -1,4 +1,6 @@
+import dataclasses
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -7,10 +9,12 @@ import pytest
 from optical_core.study.analysis import gain_table, ols_slope, scaling_slopes, verdict
 from optical_core.study.summary import analyse_sweep
 from optical_core.study.sweep import (
+    LOCKS,
     cell_status,
     grid_cells,
     load_sweep_config,
     run_sweep,
+    with_budget,
     write_results,
 )
 
@@ -44,6 +48,60 @@ def test_rerun_skips_finished_cells(quick_sweep):
     before = {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*/result.json")}
     run_sweep(config, out)
     assert {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*/result.json")} == before
+
+
+def test_a_sweep_resumes_from_its_published_records_alone(quick_sweep, tmp_path, monkeypatch):
+    """A fresh machine has only the committed records (no runs/, no weights): resuming trains nothing finished."""
+    import optical_core.study.sweep as experiment
+    from optical_core.study.summary import publish_sweep
+
+    out, config, table = quick_sweep
+    published = tmp_path / "results" / "quick"
+    publish_sweep(out, published)
+    assert not list(published.rglob("*.safetensors"))
+
+    def must_not_run(cell, *args, **kwargs):
+        raise AssertionError(f"{cell.id} was retrained")
+
+    monkeypatch.setattr(experiment, "run_cell", must_not_run)
+    monkeypatch.setattr(experiment, "load_teacher", lambda: None)
+    resumed = run_sweep(config, published)
+    assert len(resumed) == len(table) and set(resumed.cell_id) == set(table.cell_id)
+
+
+def test_resuming_with_other_settings_is_refused(quick_sweep, tmp_path):
+    import shutil
+
+    from optical_core.errors import SettingsError
+
+    out, config, _ = quick_sweep
+    shutil.copytree(out, tmp_path / "sweep")
+    with pytest.raises(SettingsError, match=r"was run with budget.lr = 0.0001, the config now gives 0.001"):
+        run_sweep(with_budget(config, lr=1e-3), tmp_path / "sweep")
+    with pytest.raises(SettingsError, match=r"was run with precision = 'float32'"):
+        run_sweep(dataclasses.replace(config, precision="bf16"), tmp_path / "sweep")
+    run_sweep(dataclasses.replace(config, device="cpu", description="same study"), tmp_path / "sweep")  # not science
+
+
+def test_a_cell_another_process_is_running_is_skipped_not_run_twice(quick_sweep, tmp_path, monkeypatch):
+    import shutil
+
+    import optical_core.study.sweep as experiment
+    from optical_core.store.locks import file_lock
+
+    out, config, _ = quick_sweep
+    copy = tmp_path / "sweep"
+    shutil.copytree(out, copy)
+    busy, free = [c for c in grid_cells(config) if c.method == "kd"][:2]
+    for cell in (busy, free):
+        shutil.rmtree(copy / "cells" / cell.id)
+    ran, reports = [], []
+    monkeypatch.setattr(experiment, "run_cell", lambda cell, *a, **k: ran.append(cell.id))
+    monkeypatch.setattr(experiment, "load_teacher", lambda: None)
+    with file_lock(copy / LOCKS / f"{busy.id}.lock"):  # as another sweep process would hold it
+        run_sweep(config, copy, on_cell=lambda i, n, cell, status: reports.append((cell.id, status)))
+    assert ran == [free.id]
+    assert (busy.id, f"skipped: being run by process {os.getpid()}") in reports
 
 
 def test_a_failing_cell_is_recorded_and_retried(quick_sweep, tmp_path, monkeypatch):

@@ -29,12 +29,17 @@ from optical_core.evaluate.scoring import score_baselines
 from optical_core.models.encoders import Encoder, load_teacher
 from optical_core.settings import COLLAPSE_COSINE, LossConfig, StudentSpec, SweepConfig, TrainConfig, from_mapping
 from optical_core.store.atomic import atomic_write_bytes, atomic_write_text
+from optical_core.store.checkpoints import MANIFEST, read_manifest
+from optical_core.store.locks import LockHeld, file_lock
 from optical_core.store.provenance import (
     device_description,
     git_commit,
     library_versions,
     utc_now,
 )
+
+
+LOCKS = ".locks"  # one lock file per cell while a process runs it
 
 
 def load_sweep_config(path: Path | str) -> SweepConfig:
@@ -109,6 +114,59 @@ def train_config_for(cell: Cell, config: SweepConfig) -> TrainConfig:
                        budget=config.budget, seed=cell.seed, device=config.device, precision=config.precision)
 
 
+def _flat(mapping: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def cell_settings(cell: Cell, config: SweepConfig) -> dict:
+    """What a cell's numbers depend on, flat (`budget.lr`, `loss.reg`, ...): its TrainConfig without the
+    device (a cell may run on a GPU and its neighbour on a CPU) and the tasks it was scored on. Recorded in
+    result.json; a resumed sweep whose settings differ refuses to mix the two."""
+    tasks = {"tasks.task": config.task, "tasks.eval": list(config.eval_tasks), "tasks.final": list(config.final_tasks)}
+    if cell.family == "baseline":
+        return tasks
+    train = asdict(train_config_for(cell, config))
+    train.pop("device")
+    return json.loads(json.dumps(dict(_flat(train), **tasks)))  # tuples as lists, as they read back
+
+
+def _recorded_settings(cell_dir: Path, record: dict) -> dict | None:
+    """A finished cell's settings: from result.json, or for records older than that field, from its manifest."""
+    if "settings" in record:
+        return record["settings"]
+    if (cell_dir / MANIFEST).is_file():
+        train = asdict(read_manifest(cell_dir).config)
+        train.pop("device")
+        return json.loads(json.dumps(_flat(train)))
+    return None
+
+
+def check_resumable(config: SweepConfig, out_dir: Path) -> None:
+    """Refuse to resume into `out_dir` when a finished cell was run with other settings than `config` gives it
+    (a changed learning rate, budget, precision or task list would silently mix two studies in one table)."""
+    for cell in grid_cells(config):
+        cell_dir = out_dir / "cells" / cell.id
+        if cell_status(out_dir, cell) != "done":
+            continue
+        recorded = _recorded_settings(cell_dir, json.loads((cell_dir / "result.json").read_text()))
+        if recorded is None:
+            continue
+        wanted = cell_settings(cell, config)
+        differ = [k for k in wanted if k in recorded and recorded[k] != wanted[k]]
+        if differ:
+            k = differ[0]
+            raise SettingsError(
+                f"{out_dir}: cell {cell.id} was run with {k} = {recorded[k]!r}, the config now gives {wanted[k]!r}"
+                f"{f' (and {len(differ) - 1} more)' if len(differ) > 1 else ''}; "
+                "use another --out, or the settings it was run with")
+
+
 def _write_evaluation(cell_dir: Path, cell: Cell, evaluation: StepEvaluation, diagnostics: dict) -> dict:
     name = f"per_query/step{evaluation.step}_{evaluation.task}.csv"
     (cell_dir / "per_query").mkdir(exist_ok=True)
@@ -128,7 +186,7 @@ def run_cell(cell: Cell, config: SweepConfig, out_dir: Path, teacher: Encoder,
     cell_dir.mkdir(parents=True, exist_ok=True)
     tasks = tuple(dict.fromkeys((config.task,) + config.eval_tasks + config.final_tasks))
     evaluator = evaluator or CurveEvaluator(teacher, cell.lang, tasks)
-    record = dict(asdict(cell), cell_id=cell.id, task=config.task)
+    record = dict(asdict(cell), cell_id=cell.id, task=config.task, settings=cell_settings(cell, config))
     evaluations = []
     if cell.family == "baseline":
         for task in tasks:
@@ -175,6 +233,7 @@ def run_sweep(config: SweepConfig, out_dir: Path | str, on_cell: Callable[[int, 
     """Run every cell not yet done (failed ones too when `retry_failed`), then write the results table."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    check_resumable(config, out_dir)
     atomic_write_text(out_dir / "sweep.json", json.dumps(
         {"config": asdict(config), "versions": library_versions(), "git_commit": git_commit(),
          "device": device_description(resolve_device(config.device)), "started": utc_now()}, indent=2, default=str))
@@ -189,8 +248,14 @@ def run_sweep(config: SweepConfig, out_dir: Path | str, on_cell: Callable[[int, 
             if on_cell:
                 on_cell(i, len(todo), cell, "start")
             try:
-                run_cell(cell, config, out_dir, teacher)
-                status = "done"
+                with file_lock(out_dir / LOCKS / f"{cell.id}.lock", wait=False):
+                    if cell_status(out_dir, cell) == "done":  # finished by another process meanwhile
+                        status = "skipped: finished by another process"
+                    else:
+                        run_cell(cell, config, out_dir, teacher)
+                        status = "done"
+            except LockHeld as held:  # two sweeps on one folder share the cells instead of both running them
+                status = f"skipped: being run by process {held.holder}"
             except Exception as err:  # one bad cell must not stop the study
                 atomic_write_text(out_dir / "cells" / cell.id / "failed.json", json.dumps(
                     {"cell": asdict(cell), "error": f"{type(err).__name__}: {err}",
