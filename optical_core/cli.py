@@ -115,10 +115,12 @@ def cmd_data(args) -> None:
 
 def cmd_train(args) -> None:
     from optical_core.distil.run import default_run_name, train_and_save
+    from optical_core.store.checkpoints import checkpoint_path
     from optical_core.evaluate.scoring import evaluate_checkpoint
 
     config = settings_from_args(TrainConfig, args)
     name = args.name or default_run_name(config)
+    checkpoint_path(args.out, name)  # refuse a bad name before the progress bar opens
     with progress_bar(desc=name, unit="step") as bar:
 
         def on_step(log):

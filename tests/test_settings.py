@@ -109,6 +109,7 @@ def test_cli_options_come_from_the_dataclasses_with_their_defaults():
     (["train", "--lang", "swa", "--reg", "abc"], "LossConfig.reg (--reg) = 'abc': must be a number"),
     (["train", "--lang", "swa", "--family", "minilm", "--size", "L12"], "the minilm ladder has sizes"),
     (["sweep", "--config", "configs/quick.toml", "--pairs", "0"], "Budget.n_pairs = 0: out of range"),
+    (["train", "--lang", "swa", "--name", "../escape"], "invalid checkpoint name '../escape'"),  # before training
 ])
 def test_cli_bad_values_end_in_one_line_and_exit_code_2(argv, expected):
     out = subprocess.run([sys.executable, "-m", "optical_core", *argv], capture_output=True, text=True, cwd=PROJECT,

@@ -14,6 +14,7 @@ from optical_core.models.encoders import Encoder
 from optical_core.settings import TrainConfig
 from optical_core.store.checkpoints import (
     RunManifest,
+    checkpoint_path,
     save_checkpoint,
     write_run_records,
 )
@@ -61,5 +62,7 @@ def train_and_save(config: TrainConfig, root: Path | str, name: str | None = Non
                    on_step: Callable[[StepLog], None] | None = None,
                    should_stop: Callable[[], bool] | None = None, data_dir: Path | None = None) -> Path:
     """Train, then write the checkpoint atomically. Cancellation or a NaN loss writes nothing."""
+    name = name or default_run_name(config)
+    checkpoint_path(root, name)  # a bad name fails now, not after the training it would have thrown away
     result = train(config, teacher=teacher, on_step=on_step, should_stop=should_stop, data_dir=data_dir)
-    return save_run(result, name or default_run_name(config), checkpoint_root=root)
+    return save_run(result, name, checkpoint_root=root)
