@@ -21,6 +21,16 @@ def app_env(tmp_path_factory, quick_sweep, tiny_checkpoint, teacher):
     broken = ckpts / "broken"
     shutil.copytree(tiny_checkpoint, broken)
     (broken / "config.json").unlink()
+    hostile = {  # each is listed as unreadable; every page that lists checkpoints must keep working
+        "nested": lambda d: (d / "manifest.json").write_text('{"a": ' * 100_000 + "1" + "}" * 100_000),
+        "wrongtype": lambda d: (d / "manifest.json").write_text('{"name": "x", "config": "me5"}'),
+        "bomb": lambda d: (d / "config.json").write_text(
+            (d / "config.json").read_text().replace('"num_hidden_layers": 1', '"num_hidden_layers": 10000')),
+    }
+    for name, spoil in hostile.items():
+        shutil.copytree(tiny_checkpoint, ckpts / name)
+        spoil(ckpts / name)
+    (ckpts / "escape").symlink_to(tiny_checkpoint, target_is_directory=True)
     runs_dir = quick_sweep[0].parent
     mp = pytest.MonkeyPatch()
     mp.setenv("OPTICAL_CHECKPOINTS", str(ckpts))
@@ -96,6 +106,9 @@ def test_compare_page_pairs_two_checkpoints(app_env):
 def test_checkpoints_page_lists_a_broken_checkpoint_and_keeps_working(app_env):
     at = open_page("pages/checkpoints.py")
     assert any("broken" in e.value and "config.json is missing" in e.value for e in at.error)
+    for name, reason in [("nested", "not valid JSON"), ("bomb", "claims 10000 layers"),
+                         ("escape", "symbolic link"), ("wrongtype", "config")]:
+        assert any(name in e.value and reason in e.value for e in at.error), (name, [e.value for e in at.error])
     names = at.selectbox[0].options
     assert "tiny-me5-ot" in names and "tiny-me5-kd" in names
 
