@@ -141,6 +141,42 @@ def precision_step(layers: int, batch: int, max_length: int, device: str, repeat
                 encode_speedup=enc32 / enc16)
 
 
+def eval_precision(layers: int, task: str, device: str) -> dict:
+    """Retrieval with query and document encoding in bf16 autocast vs float32: the me5 linear-map student
+    (ridge head fitted on its swa training pairs) against the teacher's documents, on one NTREX task.
+    Rank agreement is the Spearman correlation of each query's document scores, and the top-10 overlap."""
+    from scipy.stats import spearmanr
+
+    from optical_core.data.clir import build_collection
+    from optical_core.distil.train import initial_student
+    from optical_core.evaluate.retrieval import metrics_for, per_query_metrics, rank
+    from optical_core.settings import TrainConfig
+
+    teacher = load_teacher().to(device)
+    student = initial_student(TrainConfig("swa", StudentSpec("me5", layers)), teacher).encoder.to(device).eval()
+    collection = build_collection(task, "swa")
+    qids, dids = list(collection.queries), list(collection.documents)
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    out = {}
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=bf16):
+            docs = teacher.encode([collection.documents[d] for d in dids], batch_size=16, max_length=DOC_MAX_LENGTH,
+                                  device=device).float()
+            queries = student.encode([collection.queries[q] for q in qids], max_length=QUERY_MAX_LENGTH,
+                                     device=device).float()
+        scores = queries @ docs.T
+        metrics = per_query_metrics(collection.qrels, rank(queries, docs, qids, dids), metrics_for(task))
+        out[name] = (scores, metrics)
+    (s32, m32), (s16, m16) = out["fp32"], out["bf16"]
+    rho = [spearmanr(a.numpy(), b.numpy()).statistic for a, b in zip(s32, s16)]
+    top = [len(set(a.topk(10).indices.tolist()) & set(b.topk(10).indices.tolist())) / 10 for a, b in zip(s32, s16)]
+    diff = (m16["mrr@10"] - m32["mrr@10"]).to_numpy()
+    return dict(student=f"me5-L{layers}", task=task, queries=len(qids), docs=len(dids),
+                mrr10_fp32=m32["mrr@10"].mean(), mrr10_bf16=m16["mrr@10"].mean(), mrr10_diff=diff.mean(),
+                queries_changed=int((diff != 0).sum()), median_spearman=float(np.median(rho)),
+                min_spearman=float(np.min(rho)), top10_overlap=float(np.mean(top)))
+
+
 def sinkhorn_vs_pot_loop(batch: int, n: int, reg: float, device: str, repeat: int) -> dict:
     """Our batched solver vs POT's batched solver vs POT's per-pair solver in a Python loop.
 
@@ -235,7 +271,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats and sizes")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--only", choices=["precision"], default=None, help="run one table only")
+    parser.add_argument("--only", choices=["precision", "eval-precision"], default=None, help="run one table only")
     args = parser.parse_args()
     device = resolve_device(args.device)
     repeat = 3 if args.quick else 7
@@ -244,10 +280,15 @@ def main() -> None:
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}"
           + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else "") + "\n")
 
-    precision = pd.DataFrame([precision_step(L, 32, 48, device, repeat) for L in (2, 12)])
-    print("## Training step and query encoding, float32 vs bf16 autocast (batch 32, max length 48)\n")
-    print(precision.round(2).to_markdown(index=False), "\n")
-    if args.only == "precision":
+    if args.only in (None, "precision"):
+        precision = pd.DataFrame([precision_step(L, 32, 48, device, repeat) for L in (2, 12)])
+        print("## Training step and query encoding, float32 vs bf16 autocast (batch 32, max length 48)\n")
+        print(precision.round(2).to_markdown(index=False), "\n")
+    if args.only in (None, "eval-precision"):
+        agreement = pd.DataFrame([eval_precision(L, task, device) for L in (2, 12) for task in ("headline", "siblings")])
+        print("## Retrieval with query and document encoding in bf16 vs float32 (linear-map me5 students, swa)\n")
+        print(agreement.round(4).to_markdown(index=False), "\n")
+    if args.only is not None:
         return
 
     steps = pd.DataFrame([step_breakdown(L, 32, 48, device, repeat) for L in ((2,) if args.quick else (2, 12))])

@@ -17,8 +17,12 @@ from pathlib import Path
 from optical_core.distil.run import default_run_name, train_and_save
 from optical_core.distil.train import StepLog
 from optical_core.errors import TrainingCancelled
-from optical_core.evaluate.scoring import evaluate_checkpoint
+from optical_core.evaluate.curves import CurveEvaluator
+from optical_core.evaluate.scoring import record_evaluation
+from optical_core.models.encoders import load_teacher
 from optical_core.settings import TrainConfig
+
+TASK = "headline"  # what the app scores a run on
 
 
 @dataclass
@@ -27,11 +31,12 @@ class Job:
     owner: str
     config: TrainConfig
     name: str
-    status: str = "queued"  # queued, running, evaluating, done, failed, cancelled
+    status: str = "queued"  # queued, running, done, failed, cancelled
     history: list[StepLog] = field(default_factory=list)
     total_steps: int = 0
     checkpoint: Path | None = None
-    metrics: dict | None = None
+    metrics: dict | None = None  # the trained student's mean metrics on the headline task
+    curve: list[tuple[int, dict]] = field(default_factory=list)  # (step, mean metrics); step 0 is the start
     error: str | None = None
     traceback: str | None = None
     started: float = field(default_factory=time.time)
@@ -40,11 +45,16 @@ class Job:
 
     @property
     def active(self) -> bool:
-        return self.status in ("queued", "running", "evaluating")
+        return self.status in ("queued", "running")
 
     @property
     def fraction(self) -> float:
         return len(self.history) / self.total_steps if self.total_steps else 0.0
+
+    @property
+    def start_metrics(self) -> dict | None:
+        """The run's start (its untrained or linear-map student) on the same queries."""
+        return self.curve[0][1] if self.curve and self.curve[0][0] == 0 else None
 
     @property
     def elapsed_s(self) -> float:
@@ -73,12 +83,21 @@ class JobManager:
             job.history.append(log)
 
         try:
+            teacher = teacher or load_teacher()
+            on_eval = None
+            if evaluate:  # scored in memory at the start and along training: no reload, documents cached
+                evaluator = CurveEvaluator(teacher, job.config.lang, (TASK,))
+                last = {}
+
+                def on_eval(step, model):
+                    last["scores"] = evaluator.score(step, model, TASK).scores
+                    job.curve.append((step, last["scores"].drop(columns="qid").mean().to_dict()))
+
             job.checkpoint = train_and_save(job.config, self.root, job.name, teacher=teacher, on_step=on_step,
-                                            should_stop=job.cancel_event.is_set)
+                                            should_stop=job.cancel_event.is_set, on_eval=on_eval)
             if evaluate:
-                job.status = "evaluating"
-                scores = evaluate_checkpoint(job.checkpoint, teacher=teacher)
-                job.metrics = scores.drop(columns="qid").mean().to_dict()
+                record_evaluation(job.checkpoint, TASK, job.config.lang, last["scores"])
+                job.metrics = job.curve[-1][1]
             job.status = "done"
         except TrainingCancelled:
             job.status = "cancelled"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from optical_core.evaluate.scoring import prefetch_documents
 from optical_core.jobs import JobManager
 from optical_core.models.encoders import load_teacher
 from optical_core.settings import default_of, setting_field
@@ -26,7 +27,9 @@ OT_CHOICES_NOTE = ("OPTICAL's exact OT settings (cost, marginals, epsilon, itera
 
 @st.cache_resource(show_spinner="Loading the teacher (all-MiniLM-L6-v2)...")
 def teacher():
-    return load_teacher()
+    encoder = load_teacher()
+    prefetch_documents(encoder)  # the Train page's evaluation then finds the documents encoded
+    return encoder
 
 
 @st.cache_resource

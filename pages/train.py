@@ -63,6 +63,15 @@ if submitted:
         st.toast(f"Started {job.name}")
 
 
+def result_table(job) -> pd.DataFrame:
+    """The run's start beside the trained student on the same headline queries: did training do anything?"""
+    rows = [dict(student="start (step 0, before any update)", **job.start_metrics)] if job.start_metrics else []
+    rows.append(dict(student=f"trained ({len(job.history)} steps)", **job.metrics))
+    if job.start_metrics:
+        rows.append(dict(student="trained - start", **{k: job.metrics[k] - job.start_metrics[k] for k in job.metrics}))
+    return pd.DataFrame(rows).round(4)
+
+
 @st.fragment(run_every=1.0)
 def job_panel():
     jobs = sorted(job_manager().jobs(owner=session_id()), key=lambda j: j.started, reverse=True)
@@ -81,7 +90,8 @@ def job_panel():
                                 width="stretch", key=f"loss-{job.id}-{len(job.history)}")
             if job.status == "done":
                 st.success(f"Saved checkpoint {job.checkpoint}")
-                st.dataframe(pd.DataFrame([job.metrics]).round(4), hide_index=True)
+                if job.metrics is not None:
+                    st.dataframe(result_table(job), hide_index=True)
                 if job.config.budget.n_pairs < 5000:
                     st.caption("Toy-scale run: a few hundred pairs on CPU; scores are not comparable to a full run.")
             elif job.status == "failed":

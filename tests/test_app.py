@@ -140,6 +140,9 @@ def test_train_page_runs_a_tiny_training_to_a_saved_checkpoint(app_env):
     assert not at.exception
     assert at.success and "Saved checkpoint" in at.success[0].value, [m.value for m in at.markdown][:5]
     assert any(p.name.startswith("swa-minilm-L1-kd-s0") for p in app_env.iterdir())
+    table = at.dataframe[-1].value  # the start beside the trained student, so a user sees what training did
+    assert list(table.student) == ["start (step 0, before any update)", "trained (2 steps)", "trained - start"]
+    assert abs(table["mrr@10"].iloc[2] - (table["mrr@10"].iloc[1] - table["mrr@10"].iloc[0])) < 1e-3
 
 
 def test_study_list_has_current_studies_then_superseded_ones_then_sweeps(tmp_path, monkeypatch):

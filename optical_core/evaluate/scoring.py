@@ -10,11 +10,14 @@ Baselines (each scored on the same queries as the student):
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 from pathlib import Path
 
 import pandas as pd
 import torch
+from safetensors.torch import load_file, save
 
 from optical_core.data.clir import ClirCollection, build_collection
 from optical_core.data.corpora import sha256_of_lines
@@ -26,9 +29,10 @@ from optical_core.evaluate.retrieval import (
 )
 from optical_core.evaluate.significance import mean_ci, paired_comparison
 from optical_core.models.encoders import Encoder, load_encoder, load_teacher
+from optical_core.models.me5_convert import cache_root
 from optical_core.models.me5_convert import convert as convert_me5
 from optical_core.settings import DOC_MAX_LENGTH, QUERY_MAX_LENGTH
-from optical_core.store.atomic import atomic_write_text
+from optical_core.store.atomic import atomic_write_bytes, atomic_write_text
 from optical_core.store.checkpoints import load_checkpoint
 
 BASELINES = ("untrained", "oracle", "bm25", "teacher-raw", "me5")
@@ -37,11 +41,49 @@ _DOC_CACHE: dict[tuple, torch.Tensor] = {}
 
 
 def document_embeddings(encoder: Encoder, collection: ClirCollection, device="cpu") -> torch.Tensor:
-    key = (id(encoder), encoder.prefix, sha256_of_lines(list(collection.documents.values())))
-    if key not in _DOC_CACHE:
-        texts = list(collection.documents.values())
-        _DOC_CACHE[key] = encoder.encode(texts, batch_size=16, max_length=DOC_MAX_LENGTH, device=device)
-    return _DOC_CACHE[key]
+    """A collection's documents encoded by a frozen encoder, computed once: cached in memory and, for weights
+    read from disk (`weights_id`), in OPTICAL_CACHE/doc_embeddings, so a fresh process (the app after a
+    restart, the next sweep) reuses them. The key holds the weights' identity, prefix, length and texts."""
+    texts = list(collection.documents.values())
+    key = (encoder.weights_id or id(encoder), encoder.prefix, DOC_MAX_LENGTH, sha256_of_lines(texts))
+    if key in _DOC_CACHE:
+        return _DOC_CACHE[key]
+    file = None
+    if encoder.weights_id is not None:
+        digest = hashlib.sha256(json.dumps([str(k) for k in key]).encode()).hexdigest()[:32]
+        file = cache_root() / "doc_embeddings" / f"{digest}.safetensors"
+        if file.is_file():
+            try:
+                cached = load_file(str(file))["embeddings"]
+                if cached.shape[0] == len(texts):
+                    _DOC_CACHE[key] = cached
+                    return cached
+            except Exception:  # a damaged cache file is recomputed, never trusted
+                file.unlink(missing_ok=True)
+    embeddings = encoder.encode(texts, batch_size=16, max_length=DOC_MAX_LENGTH, device=device)
+    if file is not None:
+        atomic_write_bytes(file, save(_as_tensors(embeddings)))
+    _DOC_CACHE[key] = embeddings
+    return embeddings
+
+
+def prefetch_documents(encoder: Encoder, task: str = "headline", lang: str = "swa") -> threading.Thread:
+    """Encode a task's documents in a background thread (the app calls this when it loads the teacher), so
+    the first evaluation after training finds them cached. NTREX documents are the same English sentences
+    for every language, so one language warms them all."""
+    def work():
+        try:
+            document_embeddings(encoder, build_collection(task, lang))
+        except Exception:  # no corpus for that language: the first evaluation computes what it needs
+            pass
+
+    thread = threading.Thread(target=work, daemon=True, name="prefetch-documents")
+    thread.start()
+    return thread
+
+
+def _as_tensors(embeddings: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"embeddings": embeddings.detach().cpu().contiguous()}
 
 
 def dense_scores(query_encoder: Encoder, queries: dict[str, str], doc_embeddings: torch.Tensor,
@@ -75,6 +117,7 @@ def score_baselines(teacher: Encoder, collection: ClirCollection, untrained: Enc
     if "me5" in which:
         me5_query = load_encoder(convert_me5(), prefix="query: ").to(device)
         me5_passage = Encoder(me5_query.backbone, me5_query.tokenizer, prefix="passage: ")
+        me5_passage.weights_id = me5_query.weights_id
         docs = document_embeddings(me5_passage, collection, device)
         out["me5"] = dense_scores(me5_query, collection.queries, docs, collection, device)
     return out
@@ -115,7 +158,12 @@ def evaluate_checkpoint(path: Path | str, task: str = "headline", teacher: Encod
     encoder, manifest = load_checkpoint(path)
     collection = build_collection(task, lang or manifest.lang, data_dir)
     scores = score_student(encoder, teacher or load_teacher(), collection)
-    atomic_write_text(Path(path) / f"eval_{task}.json", json.dumps(
-        {"task": task, "lang": collection.lang, "n_queries": len(scores),
-         "means": scores.drop(columns="qid").mean().to_dict()}, indent=2))
+    record_evaluation(path, task, collection.lang, scores)
     return scores
+
+
+def record_evaluation(path: Path | str, task: str, lang: str, scores: pd.DataFrame) -> None:
+    """A checkpoint's mean scores on one task, beside its weights (`eval_<task>.json`)."""
+    atomic_write_text(Path(path) / f"eval_{task}.json", json.dumps(
+        {"task": task, "lang": lang, "n_queries": len(scores),
+         "means": scores.drop(columns="qid").mean().to_dict()}, indent=2))

@@ -168,6 +168,7 @@ class Encoder(nn.Module):
         self.tokenizer = tokenizer
         self.projection = projection
         self.prefix = prefix  # e.g. "query: " for e5 models used as off-the-shelf retrievers
+        self.weights_id: str | None = None  # names frozen weights read from disk (file, size, mtime): a cache key
         # Fast tokenizers are not thread-safe ("Already borrowed"): the app's training threads and pages share
         # the teacher, so every use of a shared tokenizer goes through this lock.
         self.lock = threading.RLock()
@@ -205,7 +206,11 @@ class Encoder(nn.Module):
 
 
 def load_encoder(path: Path | str, num_layers: int | None = None, prefix: str = "") -> Encoder:
-    return Encoder(load_backbone(path, num_layers), load_tokenizer(path), prefix=prefix)
+    encoder = Encoder(load_backbone(path, num_layers), load_tokenizer(path), prefix=prefix)
+    weights = (Path(path) / "model.safetensors").resolve()
+    stat = weights.stat()
+    encoder.weights_id = f"{weights}:{stat.st_size}:{stat.st_mtime_ns}:L{num_layers or 'all'}"
+    return encoder
 
 
 def load_teacher(path: Path | str | None = None) -> Encoder:
