@@ -19,6 +19,31 @@ def _band(x, low, high, colour, name, legendgroup, row=None, col=None):
                       name=f"{name} 95% CI", legendgroup=legendgroup)
 
 
+def size_ticks(table: pd.DataFrame, axis: str, counts: bool = True) -> dict:
+    """Log-axis ticks at the students' own sizes, named: "L2<br>3.7M" (a bare log axis reads "2 3 4 ... 10M").
+    Without `counts` (narrow panels) the ticks are the names alone; `size_legend` gives the counts."""
+    sizes = table[[axis, "layers"]].drop_duplicates(axis).sort_values(axis) if "layers" in table else None
+    if sizes is None or sizes.empty:
+        return {}
+    text = [f"L{int(r.layers)}" + (f"<br>{_si(getattr(r, axis))}" if counts else "") for r in sizes.itertuples()]
+    return dict(tickvals=list(sizes[axis]), ticktext=text, tickangle=0)
+
+
+def size_legend(table: pd.DataFrame, axis: str) -> str:
+    """ "L1 1.92M, L2 3.7M, ...": the parameter count of each named size."""
+    if "layers" not in table or table.empty:
+        return ""
+    sizes = table[[axis, "layers"]].drop_duplicates(axis).sort_values(axis)
+    return ", ".join(f"L{int(r.layers)} {_si(getattr(r, axis))}" for r in sizes.itertuples())
+
+
+def _si(n: float) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}"
+
+
 def accuracy_figure(acc: pd.DataFrame, axis: str = "params_non_embedding", facet_by_lang: bool = True,
                     title: str | None = None) -> go.Figure:
     """Metric vs student size, one line per method with a 95% CI band, a panel per language."""
@@ -34,10 +59,13 @@ def accuracy_figure(acc: pd.DataFrame, axis: str = "params_non_embedding", facet
                                      showlegend=c == 1, line=dict(color=colour),
                                      hovertemplate=f"{method}<br>%{{x:.3s}} params<br>%{{y:.3f}}<extra></extra>"),
                           row=1, col=c)
-        fig.update_xaxes(type="log", title_text=AXIS_LABELS.get(axis, axis), row=1, col=c)
+        middle = c == (len(langs) + 1) // 2  # one axis title under the middle panel: repeated ones overlap
+        label = f"{AXIS_LABELS.get(axis, axis)} ({size_legend(acc, axis)})".replace(" ()", "")
+        fig.update_xaxes(type="log", title_text=label if middle else None,
+                         **size_ticks(sub, axis, counts=len(langs) == 1), row=1, col=c)
     metric = acc.metric.iloc[0] if len(acc) else ""
     fig.update_yaxes(title_text=metric, row=1, col=1)
-    fig.update_layout(title=title or f"{metric} vs student size", height=380, margin=dict(t=60, l=40, r=20, b=40))
+    fig.update_layout(title=title or f"{metric} vs student size", height=400, margin=dict(t=60, l=40, r=20, b=60))
     return fig
 
 
@@ -55,7 +83,7 @@ def gain_figure(gains: pd.DataFrame, axis: str = "params_non_embedding", y: str 
     fig.add_trace(go.Scatter(x=pooled[axis], y=pooled[y], mode="lines", name="mean over languages",
                              line=dict(color="black", dash="dash", width=3)))
     fig.add_hline(y=0, line=dict(color="grey", width=1))
-    fig.update_xaxes(type="log", title_text=AXIS_LABELS.get(axis, axis))
+    fig.update_xaxes(type="log", title_text=AXIS_LABELS.get(axis, axis), **size_ticks(gains, axis))
     fig.update_yaxes(title_text="(OT - KD) / KD" if y == "gain" else "OT - KD", tickformat=".0%" if y == "gain" else None)
     metric = gains.metric.iloc[0] if len(gains) else ""
     fig.update_layout(title=title or f"OT-vs-KD gain in {metric} vs student size", height=420,
