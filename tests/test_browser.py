@@ -35,9 +35,10 @@ def server(quick_sweep, tiny_checkpoint, tmp_path_factory):
     shutil.copytree(tiny_checkpoint, ckpts / "tiny-me5-ot")
     port = free_port()
     env = dict(os.environ, OPTICAL_RUNS=str(quick_sweep[0].parent), OPTICAL_CHECKPOINTS=str(ckpts))
+    log = tmp_path_factory.mktemp("streamlit_log") / "server.log"
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(PROJECT / "app.py"), "--server.headless",
                              "true", "--browser.gatherUsageStats", "false", "--server.port", str(port)],
-                            cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            cwd=PROJECT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -48,8 +49,8 @@ def server(quick_sweep, tiny_checkpoint, tmp_path_factory):
             time.sleep(0.5)
     else:
         proc.kill()
-        pytest.fail("streamlit did not answer on its port: " + proc.stdout.read().decode()[-2000:])
-    yield url
+        pytest.fail("streamlit did not answer on its port: " + log.read_text(errors="replace")[-2000:])
+    yield url, log
     proc.terminate()
     proc.wait(timeout=20)
 
@@ -60,12 +61,13 @@ def test_every_page_renders_in_headless_chromium(server):
         pytest.skip("Debian chromium is not installed (make test installs it)")
     from playwright.sync_api import sync_playwright
 
+    url, log = server
     shots = os.environ.get("OPTICAL_SCREENSHOTS")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         for path, heading in PAGES:
-            page.goto(f"{server}/{path}")
+            page.goto(f"{url}/{path}")
             page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=180_000)
             page.get_by_text(heading).first.wait_for(timeout=60_000)
             assert page.locator("[data-testid='stException']").count() == 0, path
@@ -78,3 +80,6 @@ def test_every_page_renders_in_headless_chromium(server):
                 page.wait_for_timeout(1500)
                 page.screenshot(path=str(Path(shots) / f"{path or 'overview'}.png"), full_page=False)
         browser.close()
+    server_log = log.read_text(errors="replace")
+    # The file watcher is off (.streamlit/config.toml): a watched project once filled the log with these.
+    assert "Inotify" not in server_log and "Traceback" not in server_log, server_log[-2000:]
