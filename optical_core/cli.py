@@ -10,6 +10,7 @@ analyse    gains, slopes and the verdict from a finished sweep
 publish    copy a sweep's results, manifests and analysis (no weights) into the repo's results/
 report     learning curves of a sweep: each method vs its start and vs KD, collapse flags, measured cost
 ablation   OT variants (one sweep each) beside a reference sweep's KD, OT and untrained cells
+export     a checkpoint as a sentence-transformers model directory
 download-data  fetch the corpora (needs internet)
 """
 
@@ -240,6 +241,13 @@ def cmd_download(args) -> None:
     print(download_corpora(args.dest, args.langs))
 
 
+def cmd_export(args) -> None:
+    from optical_core.store.export import export_sentence_transformer
+
+    dest = export_sentence_transformer(args.checkpoint, args.dest)
+    print(f"sentence-transformers model: {dest}  (SentenceTransformer({str(dest)!r}).encode(queries))")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optical", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -307,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="mrr@10")
     p.add_argument("--out", default=None, help="write the table as CSV here")
     p.set_defaults(func=cmd_ablation)
+
+    p = sub.add_parser("export", help="a checkpoint as a sentence-transformers model directory")
+    p.add_argument("checkpoint", help="an optical checkpoint directory")
+    p.add_argument("dest", help="a new (or empty) folder")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("download-data", help="fetch NTREX-128 and MAFAND-MT (online only)")
     p.add_argument("--dest", default="data")

@@ -7,7 +7,8 @@ import streamlit as st
 from optical_core.errors import CheckpointError
 from optical_core.plots import loss_curve_figure
 from optical_core.store.checkpoints import delete_checkpoint, read_train_log
-from optical_core.store.locations import all_checkpoints, checkpoint_root
+from optical_core.store.export import export_sentence_transformer
+from optical_core.store.locations import all_checkpoints, checkpoint_root, exports_root
 
 st.title("Checkpoints")
 st.caption(f"App checkpoints live in `{checkpoint_root()}`; sweep checkpoints under `runs/<sweep>/cells/`.")
@@ -32,6 +33,24 @@ if entry.manifest:
     log = read_train_log(entry.path)
     if log:
         st.plotly_chart(loss_curve_figure({entry.manifest.method: log}), width="stretch")
+
+if entry.manifest:
+    with st.expander("Export for sentence-transformers"):
+        target = exports_root() / entry.name
+        st.caption(f"Writes `{target}`: Transformer + mean pooling + the projection head (Dense) + normalisation, "
+                   "loadable offline with `SentenceTransformer(path)`. Encode English documents with the teacher "
+                   "(all-MiniLM-L6-v2) and rank by cosine.")
+        if st.button("Export", key=f"export-{entry.name}"):
+            try:
+                with st.spinner("Exporting..."):
+                    path = export_sentence_transformer(entry.path, target)
+                st.success(f"Exported to {path}")
+                st.code(f"from sentence_transformers import SentenceTransformer\n"
+                        f"student = SentenceTransformer({str(path)!r})\n"
+                        f"teacher = SentenceTransformer('sentence-transformers/all-MiniLM-L6-v2')  # or its local folder",
+                        language="python")
+            except CheckpointError as err:
+                st.error(str(err))
 
 if entry.path.parent == checkpoint_root():
     confirm = st.checkbox(f"Yes, delete {entry.name} permanently")

@@ -35,6 +35,7 @@ def app_env(tmp_path_factory, quick_sweep, tiny_checkpoint, teacher):
     mp = pytest.MonkeyPatch()
     mp.setenv("OPTICAL_CHECKPOINTS", str(ckpts))
     mp.setenv("OPTICAL_RUNS", str(runs_dir))
+    mp.setenv("OPTICAL_EXPORTS", str(tmp_path_factory.mktemp("exports")))
     yield ckpts
     mp.undo()
 
@@ -111,6 +112,20 @@ def test_checkpoints_page_lists_a_broken_checkpoint_and_keeps_working(app_env):
         assert any(name in e.value and reason in e.value for e in at.error), (name, [e.value for e in at.error])
     names = at.selectbox[0].options
     assert "tiny-me5-ot" in names and "tiny-me5-kd" in names
+
+
+def test_checkpoints_page_exports_a_student_for_sentence_transformers(app_env):
+    import os
+    from pathlib import Path
+
+    at = open_page("pages/checkpoints.py")
+    at.selectbox[0].set_value("tiny-me5-kd").run()
+    next(b for b in at.button if b.label == "Export").click().run()
+    assert not at.exception and at.success and "Exported to" in at.success[0].value
+    target = Path(os.environ["OPTICAL_EXPORTS"]) / "tiny-me5-kd"
+    assert (target / "modules.json").is_file() and (target / "2_Dense" / "model.safetensors").is_file()
+    next(b for b in at.button if b.label == "Export").click().run()  # again: refused, not overwritten
+    assert any("already exists" in e.value for e in at.error)
 
 
 def test_checkpoint_delete_needs_confirmation(app_env, tmp_path):

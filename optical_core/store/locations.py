@@ -19,6 +19,11 @@ def runs_root() -> Path:
     return Path(os.environ.get("OPTICAL_RUNS", PROJECT_ROOT / "runs"))
 
 
+def exports_root() -> Path:
+    """Where the app writes sentence-transformers exports (one folder per checkpoint name)."""
+    return Path(os.environ.get("OPTICAL_EXPORTS", PROJECT_ROOT / "exports"))
+
+
 SUPERSEDED = "SUPERSEDED"  # a file in a study directory whose first line says why it no longer answers
 
 
