@@ -11,6 +11,7 @@ publish    copy a sweep's results, manifests and analysis (no weights) into the 
 report     learning curves of a sweep: each method vs its start and vs KD, collapse flags, measured cost
 ablation   OT variants (one sweep each) beside a reference sweep's KD, OT and untrained cells
 export     a checkpoint as a sentence-transformers model directory
+parity     KD trained by our trainer and by sentence-transformers' (same start, batches, optimiser), both scored
 download-data  fetch the corpora (needs internet)
 """
 
@@ -248,6 +249,15 @@ def cmd_export(args) -> None:
     print(f"sentence-transformers model: {dest}  (SentenceTransformer({str(dest)!r}).encode(queries))")
 
 
+def cmd_parity(args) -> None:
+    from optical_core.models.encoders import load_teacher
+    from optical_core.study.parity import kd_parity
+
+    config = settings_from_args(TrainConfig, args)
+    table = kd_parity(config, load_teacher(), args.out, tuple(args.tasks))
+    _print_table(table[table.metric.isin(["mrr@10", "ndcg@10"])].round(4))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optical", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -320,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="an optical checkpoint directory")
     p.add_argument("dest", help="a new (or empty) folder")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("parity", help="our KD vs sentence-transformers' trainer on one setting")
+    add_settings(p, TrainConfig)
+    p.add_argument("--out", required=True, help="folder for parity.csv, parity.json and per-query scores")
+    p.add_argument("--tasks", nargs="+", default=["headline", "siblings"], choices=TASKS)
+    p.set_defaults(func=cmd_parity)
 
     p = sub.add_parser("download-data", help="fetch NTREX-128 and MAFAND-MT (online only)")
     p.add_argument("--dest", default="data")

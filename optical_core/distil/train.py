@@ -24,7 +24,7 @@ from optical_core.errors import DataError, NonFiniteLoss, SettingsError, Trainin
 from optical_core.models.encoders import Encoder, load_teacher, mean_pool
 from optical_core.models.heads import HEADS
 from optical_core.models.students import Student, build_student
-from optical_core.settings import TrainConfig
+from optical_core.settings import Budget, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -215,6 +215,16 @@ def batch_plan(n: int, batch_size: int, epochs: int, seed: int, max_steps: int |
             yield epoch, order[i : i + batch_size]
 
 
+def make_optimizer(backbone: list[torch.nn.Parameter], head: list[torch.nn.Parameter], budget: Budget, n_steps: int):
+    """AdamW (weight decay on every parameter) with the head at lr x head_lr_multiplier, and a linear schedule
+    with warm-up: the optimiser of every run (and of the sentence-transformers parity run)."""
+    groups = [{"params": backbone, "lr": budget.lr}]
+    if head:
+        groups.append({"params": head, "lr": budget.lr * budget.head_lr_multiplier})
+    optimizer = torch.optim.AdamW(groups, weight_decay=budget.weight_decay)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, int(budget.warmup_ratio * n_steps), n_steps)
+
+
 def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | None = None,
           on_step: Callable[[StepLog], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
@@ -238,11 +248,7 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
     n_steps = budget.steps_for(len(bitext))
     plan = batch_plan(len(bitext), budget.batch_size, budget.epochs, config.seed, budget.max_steps)
     head = list(model.projection.parameters()) if model.projection is not None else []
-    groups = [{"params": list(model.backbone.parameters()), "lr": budget.lr}]
-    if head:
-        groups.append({"params": head, "lr": budget.lr * budget.head_lr_multiplier})
-    optimizer = torch.optim.AdamW(groups, weight_decay=budget.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(budget.warmup_ratio * n_steps), n_steps)
+    optimizer, scheduler = make_optimizer(list(model.backbone.parameters()), head, budget, n_steps)
     with teacher.lock:
         truncated = count_truncated(model.tokenizer, teacher.tokenizer, bitext, budget.max_length)
     result = TrainResult(config, student, bitext, dedup, device=device, precision=precision, truncated_pairs=truncated)

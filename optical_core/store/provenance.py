@@ -9,7 +9,8 @@ from importlib import metadata
 
 from optical_core.data.corpora import PROJECT_ROOT
 
-LIBRARIES = ("torch", "transformers", "tokenizers", "pot", "numpy", "ranx", "bm25s", "safetensors")
+LIBRARIES = ("torch", "transformers", "tokenizers", "pot", "numpy", "ranx", "bm25s", "safetensors",
+             "sentence-transformers")
 
 
 def library_versions() -> dict[str, str]:
