@@ -112,3 +112,15 @@ def test_the_batch_plan_is_drawn_lazily_and_covers_each_epoch_once():
         assert sorted(i for e, batch in full if e == epoch for i in batch) == list(range(10))
     assert full[:4] != full[4:]  # a fresh permutation each epoch
     assert list(batch_plan(10, 3, 2, seed=0)) == full  # and the same seed, the same plan
+
+
+def test_queries_encoded_in_bf16_rank_as_in_float32(teacher, tiny_checkpoint):
+    from optical_core.evaluate.curves import CurveEvaluator
+    from optical_core.store.checkpoints import load_checkpoint
+
+    student, _ = load_checkpoint(tiny_checkpoint)
+    fp32 = CurveEvaluator(teacher, "hau", ("headline",)).score(0, student, "headline")
+    bf16 = CurveEvaluator(teacher, "hau", ("headline",), precision="bf16").score(0, student, "headline")
+    assert fp32.query_cosine != bf16.query_cosine  # the queries really were encoded in bf16
+    assert abs(fp32.query_cosine - bf16.query_cosine) < 1e-2
+    assert abs(fp32.scores["mrr@10"].mean() - bf16.scores["mrr@10"].mean()) < 0.02

@@ -44,8 +44,9 @@ class StepEvaluation:
 class CurveEvaluator:
     """Scores students on fixed collections of one language; `diagnose` adds plan and alignment scores."""
 
-    def __init__(self, teacher: Encoder, lang: str, tasks: tuple[str, ...]):
+    def __init__(self, teacher: Encoder, lang: str, tasks: tuple[str, ...], precision: str = "float32"):
         self.teacher = teacher
+        self.precision = precision  # of the students' query encoding; documents stay the cached float32 ones
         self.collections: dict[str, ClirCollection] = {
             task: dev_collection(lang) if task == "dev" else build_collection(task, lang) for task in tasks}
         device = next(teacher.parameters()).device
@@ -64,7 +65,9 @@ class CurveEvaluator:
         device = next(student.parameters()).device
         docs = document_embeddings(self.teacher, collection, device)
         qids = list(collection.queries)
-        q = student.encode([collection.queries[i] for i in qids], max_length=QUERY_MAX_LENGTH, device=device)
+        with torch.autocast(device_type="cuda" if device.type == "cuda" else "cpu", dtype=torch.bfloat16,
+                            enabled=self.precision == "bf16"):
+            q = student.encode([collection.queries[i] for i in qids], max_length=QUERY_MAX_LENGTH, device=device)
         run = rank(q, docs, qids, list(collection.documents))
         scores = per_query_metrics(collection.qrels, run, metrics_for(collection.name))
         return StepEvaluation(step, task, scores, mean_pairwise_cosine(q), time.perf_counter() - started)

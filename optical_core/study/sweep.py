@@ -128,7 +128,8 @@ def cell_settings(cell: Cell, config: SweepConfig) -> dict:
     """What a cell's numbers depend on, flat (`budget.lr`, `loss.reg`, ...): its TrainConfig without the
     device (a cell may run on a GPU and its neighbour on a CPU) and the tasks it was scored on. Recorded in
     result.json; a resumed sweep whose settings differ refuses to mix the two."""
-    tasks = {"tasks.task": config.task, "tasks.eval": list(config.eval_tasks), "tasks.final": list(config.final_tasks)}
+    tasks = {"tasks.task": config.task, "tasks.eval": list(config.eval_tasks), "tasks.final": list(config.final_tasks),
+             "tasks.eval_precision": config.eval_precision}
     if cell.family == "baseline":
         return tasks
     train = asdict(train_config_for(cell, config))
@@ -185,7 +186,7 @@ def run_cell(cell: Cell, config: SweepConfig, out_dir: Path, teacher: Encoder,
     cell_dir = out_dir / "cells" / cell.id
     cell_dir.mkdir(parents=True, exist_ok=True)
     tasks = tuple(dict.fromkeys((config.task,) + config.eval_tasks + config.final_tasks))
-    evaluator = evaluator or CurveEvaluator(teacher, cell.lang, tasks)
+    evaluator = evaluator or CurveEvaluator(teacher, cell.lang, tasks, config.eval_precision)
     record = dict(asdict(cell), cell_id=cell.id, task=config.task, settings=cell_settings(cell, config))
     evaluations = []
     if cell.family == "baseline":
