@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("parity", help="our KD vs sentence-transformers' trainer on one setting")
     add_settings(p, TrainConfig)
     p.add_argument("--out", required=True, help="folder for parity.csv, parity.json and per-query scores")
-    p.add_argument("--tasks", nargs="+", default=["headline", "siblings"], choices=TASKS)
+    p.add_argument("--tasks", nargs="+", default=["headline", "siblings"], choices=TASKS + ("dev",))
     p.set_defaults(func=cmd_parity)
 
     p = sub.add_parser("download-data", help="fetch NTREX-128 and MAFAND-MT (online only)")

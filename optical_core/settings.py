@@ -298,6 +298,8 @@ class Budget:
                                         "from scratch, the backbone does not)", low=1e-3, high=1e4)
     warmup_ratio: float = setting(0.1, "share of the steps with a linear learning-rate warm-up", low=0.0, high=1.0)
     weight_decay: float = setting(0.01, "AdamW weight decay", low=0.0, high=1.0)
+    bucket_by_length: bool = setting(False, "batch pairs of similar source length together (less padding, faster "
+                                     "steps; changes which pairs share a batch)")
     eval_steps: tuple[int, ...] = setting((0, 25, 50, 100, 200, 400, 800, 1600, 3200, 6400),
                                           "steps at which a sweep cell is evaluated (the learning curve; steps "
                                           "past the run's end are dropped, its last step is always evaluated)",

@@ -124,3 +124,26 @@ def test_queries_encoded_in_bf16_rank_as_in_float32(teacher, tiny_checkpoint):
     assert fp32.query_cosine != bf16.query_cosine  # the queries really were encoded in bf16
     assert abs(fp32.query_cosine - bf16.query_cosine) < 1e-2
     assert abs(fp32.scores["mrr@10"].mean() - bf16.scores["mrr@10"].mean()) < 0.02
+
+
+def test_length_bucketing_cuts_padding_and_still_covers_each_epoch_once(teacher):
+    from optical_core.data.bitext import training_bitext
+    from optical_core.distil.train import batch_plan, training_plan
+    from optical_core.settings import Budget
+
+    bitext, _ = training_bitext("swa", 2000)
+    budget = Budget(n_pairs=2000, epochs=2, batch_size=32, max_length=48)
+    lengths = [len(ids) for ids in teacher.tokenizer(bitext.source, truncation=True, max_length=48)["input_ids"]]
+
+    def padding(plan):  # share of the padded batch tensors that is padding
+        cells = [(max(lengths[i] for i in b) * len(b), sum(lengths[i] for i in b)) for _, b in plan]
+        return 1 - sum(real for _, real in cells) / sum(total for total, _ in cells)
+
+    plain = list(training_plan(teacher.tokenizer, bitext, budget, seed=0))
+    bucketed = list(training_plan(teacher.tokenizer, bitext, Budget(**{**budget.__dict__, "bucket_by_length": True}),
+                                  seed=0))
+    assert plain == list(batch_plan(2000, 32, 2, seed=0))  # off by default: the batches every run had before
+    assert len(bucketed) == len(plain) == budget.steps_for(2000)
+    for epoch in (0, 1):
+        assert sorted(i for e, b in bucketed if e == epoch for i in b) == list(range(2000))
+    assert padding(bucketed) < 0.5 * padding(plain), (padding(bucketed), padding(plain))

@@ -200,19 +200,43 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def batch_plan(n: int, batch_size: int, epochs: int, seed: int, max_steps: int | None = None
-               ) -> Iterator[tuple[int, list[int]]]:
+BUCKET_POOL_BATCHES = 50  # length bucketing sorts pools of this many batches: similar lengths, still shuffled
+
+
+def batch_plan(n: int, batch_size: int, epochs: int, seed: int, max_steps: int | None = None,
+               lengths: list[int] | None = None) -> Iterator[tuple[int, list[int]]]:
     """(epoch, pair indices) per optimiser step: a fresh permutation each epoch, drawn lazily, so a huge
-    epoch count with a small max_steps costs nothing before step 1."""
+    epoch count with a small max_steps costs nothing before step 1.
+
+    With `lengths` (length bucketing), each epoch's permutation is cut into pools of BUCKET_POOL_BATCHES
+    batches, each pool is sorted by length and cut into batches, and the epoch's batches are shuffled: a
+    batch pads to a length near its members' own, and the number of batches per epoch is unchanged."""
     generator = torch.Generator().manual_seed(seed)
     steps = 0
     for epoch in range(epochs):
         order = torch.randperm(n, generator=generator).tolist()
-        for i in range(0, n, batch_size):
+        batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+        if lengths is not None:
+            pool = batch_size * BUCKET_POOL_BATCHES
+            batches = []
+            for start in range(0, n, pool):
+                ranked = sorted(order[start : start + pool], key=lambda i: lengths[i])
+                batches += [ranked[i : i + batch_size] for i in range(0, len(ranked), batch_size)]
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        for batch in batches:
             if max_steps is not None and steps >= max_steps:
                 return
             steps += 1
-            yield epoch, order[i : i + batch_size]
+            yield epoch, batch
+
+
+def training_plan(tokenizer, bitext: Bitext, budget: Budget, seed: int) -> Iterator[tuple[int, list[int]]]:
+    """The batches a run trains on (the same for our trainer and the sentence-transformers parity run)."""
+    lengths = None
+    if budget.bucket_by_length:
+        lengths = [len(ids) for ids in tokenizer(bitext.source, truncation=True, max_length=budget.max_length)
+                   ["input_ids"]]
+    return batch_plan(len(bitext), budget.batch_size, budget.epochs, seed, budget.max_steps, lengths)
 
 
 def make_optimizer(backbone: list[torch.nn.Parameter], head: list[torch.nn.Parameter], budget: Budget, n_steps: int):
@@ -246,7 +270,8 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
     objective = build_objective(config.loss, model, teacher, bitext)
 
     n_steps = budget.steps_for(len(bitext))
-    plan = batch_plan(len(bitext), budget.batch_size, budget.epochs, config.seed, budget.max_steps)
+    with model.lock:
+        plan = training_plan(model.tokenizer, bitext, budget, config.seed)
     head = list(model.projection.parameters()) if model.projection is not None else []
     optimizer, scheduler = make_optimizer(list(model.backbone.parameters()), head, budget, n_steps)
     with teacher.lock:

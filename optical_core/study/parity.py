@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from optical_core.data.bitext import training_bitext
-from optical_core.distil.train import _start, batch_plan, make_optimizer, resolve_device
+from optical_core.distil.train import _start, make_optimizer, resolve_device, training_plan
 from optical_core.models.encoders import Encoder
 from optical_core.settings import TrainConfig
 from optical_core.store.export import sentence_model
@@ -45,8 +45,7 @@ def train_with_sentence_transformers(config: TrainConfig, teacher: Encoder, data
     head = list(model[2].linear.parameters()) if len(model) > 2 else []
     n_steps = budget.steps_for(len(bitext))
     optimizer, scheduler = make_optimizer(backbone, head, budget, n_steps)
-    plan = [index for _, index in batch_plan(len(bitext), budget.batch_size, budget.epochs, config.seed,
-                                             budget.max_steps)]
+    plan = [index for _, index in training_plan(student.encoder.tokenizer, bitext, budget, config.seed)]
     dataset = Dataset.from_dict({"sentence": bitext.source, "label": targets.embeddings.tolist()})
 
     class PlannedBatches(SentenceTransformerTrainer):
