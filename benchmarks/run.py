@@ -177,6 +177,38 @@ def eval_precision(layers: int, task: str, device: str) -> dict:
                 min_spearman=float(np.min(rho)), top10_overlap=float(np.mean(top)))
 
 
+def kd_throughput_vs_sentence_transformers(layers: int, steps: int, device: str) -> list[dict]:
+    """Training pairs/s of a KD step: sentence-transformers' trainer (MSELoss) vs ours, at equal settings (me5
+    student, swa, batch 32, max length 48, float32, the same batches), then ours with length bucketing and in
+    bf16. Rates are over steps 2..N of one run each (the first step's warm-up left out)."""
+    from dataclasses import replace
+
+    from optical_core.distil.train import train
+    from optical_core.settings import Budget, TrainConfig
+    from optical_core.study.parity import train_with_sentence_transformers
+
+    teacher = load_teacher().to(device)
+    base = TrainConfig("swa", StudentSpec("me5", layers), LossConfig(method="kd"),
+                       Budget(n_pairs=2000, epochs=1, max_steps=steps, batch_size=32, max_length=48, lr=2e-4,
+                              head_lr_multiplier=1.0), device=device, precision="float32")
+
+    def rate(ends: list[float]) -> float:
+        return (len(ends) - 1) * base.budget.batch_size / (ends[-1] - ends[0])
+
+    _, facts = train_with_sentence_transformers(base, teacher)
+    rows = [dict(trainer="sentence-transformers 5.7 (MSELoss)", precision="float32", bucketing=False,
+                 pairs_per_s=rate(facts["step_ends"]))]
+    for label, config in (("optical", base),
+                          ("optical", replace(base, budget=replace(base.budget, bucket_by_length=True))),
+                          ("optical", replace(base, precision="bf16", budget=replace(base.budget, bucket_by_length=True)))):
+        history = train(config, teacher=teacher).history
+        rows.append(dict(trainer=label, precision=config.precision, bucketing=config.budget.bucket_by_length,
+                         pairs_per_s=rate([h.elapsed_s for h in history])))
+    for row in rows:
+        row.update(student=f"me5-L{layers}", steps=steps, vs_peer=row["pairs_per_s"] / rows[0]["pairs_per_s"])
+    return rows
+
+
 def sinkhorn_vs_pot_loop(batch: int, n: int, reg: float, device: str, repeat: int) -> dict:
     """Our batched solver vs POT's batched solver vs POT's per-pair solver in a Python loop.
 
@@ -271,7 +303,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats and sizes")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--only", choices=["precision", "eval-precision"], default=None, help="run one table only")
+    parser.add_argument("--only", choices=["precision", "eval-precision", "peer"], default=None,
+                        help="run one table only")
     args = parser.parse_args()
     device = resolve_device(args.device)
     repeat = 3 if args.quick else 7
@@ -288,6 +321,11 @@ def main() -> None:
         agreement = pd.DataFrame([eval_precision(L, task, device) for L in (2, 12) for task in ("headline", "siblings")])
         print("## Retrieval with query and document encoding in bf16 vs float32 (linear-map me5 students, swa)\n")
         print(agreement.round(4).to_markdown(index=False), "\n")
+    if args.only in (None, "peer"):
+        peer = pd.DataFrame([r for L in (2, 12) for r in kd_throughput_vs_sentence_transformers(L, 60, device)])
+        print("## KD training throughput: ours vs sentence-transformers' trainer (swa, batch 32, max length 48, "
+              "same batches)\n")
+        print(peer.round(2).to_markdown(index=False), "\n")
     if args.only is not None:
         return
 

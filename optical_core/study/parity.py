@@ -31,6 +31,7 @@ def train_with_sentence_transformers(config: TrainConfig, teacher: Encoder, data
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MSELoss
+    from transformers import TrainerCallback
 
     if config.loss.method != "kd" or config.loss.kd_weight:
         raise ValueError("the parity run is for plain KD")
@@ -52,6 +53,12 @@ def train_with_sentence_transformers(config: TrainConfig, teacher: Encoder, data
         def get_batch_sampler(self, *args, **kwargs):
             return plan  # our exact batches, in our order
 
+    step_ends: list[float] = []
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            step_ends.append(time.perf_counter())
+
     with tempfile.TemporaryDirectory() as out:
         args = SentenceTransformerTrainingArguments(
             output_dir=out, max_steps=n_steps, per_device_train_batch_size=budget.batch_size, max_grad_norm=1.0,
@@ -59,7 +66,7 @@ def train_with_sentence_transformers(config: TrainConfig, teacher: Encoder, data
             use_cpu=not device.startswith("cuda"), bf16=False, fp16=False, disable_tqdm=True,
             dataloader_drop_last=False)
         trainer = PlannedBatches(model=model, args=args, train_dataset=dataset, loss=MSELoss(model),
-                                 optimizers=(optimizer, scheduler))
+                                 optimizers=(optimizer, scheduler), callbacks=[StepClock()])
         started = time.perf_counter()
         output = trainer.train()
         seconds = time.perf_counter() - started
@@ -70,7 +77,7 @@ def train_with_sentence_transformers(config: TrainConfig, teacher: Encoder, data
         if head:
             encoder.projection.load_state_dict(model[2].linear.state_dict())
     losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
-    return encoder.eval(), dict(steps=int(output.global_step), train_seconds=seconds,
+    return encoder.eval(), dict(steps=int(output.global_step), train_seconds=seconds, step_ends=step_ends,
                                 final_logged_loss=losses[-1] if losses else None)
 
 
