@@ -90,6 +90,10 @@ def test_missing_config_and_mismatched_config(tiny_checkpoint, tmp_path):
     config = json.loads((mismatched / "config.json").read_text())
     config["hidden_size"] = 512
     (mismatched / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="cannot build the model it describes"):
+        load_checkpoint(mismatched)
+    config["hidden_size"], config["intermediate_size"] = 384, 1000  # builds, but the weights have other shapes
+    (mismatched / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="could not load weights"):
         load_checkpoint(mismatched)
 
@@ -190,8 +194,14 @@ def test_symlinks_leading_out_of_the_checkpoint_folder_are_refused(tiny_checkpoi
     assert set(entries) == {"linked", "inner"}
     assert all(e.manifest is None and "symbolic link" in e.error and "refused" in e.error for e in entries.values())
     copy(tiny_checkpoint, root, "target")
-    (root / "alias").symlink_to(root / "target", target_is_directory=True)  # a link that stays inside is fine
-    assert {e.name: e.error for e in list_checkpoints(root)}["alias"] is None
+    (root / "alias").symlink_to(root / "target", target_is_directory=True)  # inside, but Delete would hit "target"
+    assert "symbolic link" in {e.name: e.error for e in list_checkpoints(root)}["alias"]
+    with pytest.raises(CheckpointError, match="is a symbolic link"):
+        delete_checkpoint(root, "alias")
+    assert (root / "target" / "manifest.json").is_file()
+    (root / "looped").mkdir()
+    (root / "looped" / "loop").symlink_to(root / "looped" / "loop")  # resolve() raises on a loop
+    assert "cannot be read" in {e.name: e.error for e in list_checkpoints(root)}["looped"]
 
 
 def test_a_config_claiming_more_layers_than_the_weights_hold_is_refused_before_allocation(tiny_checkpoint, tmp_path):
@@ -203,11 +213,18 @@ def test_a_config_claiming_more_layers_than_the_weights_hold_is_refused_before_a
     assert entry.manifest is None and "claims 10000 layers" in entry.error
     with pytest.raises(CheckpointError, match="claims 10000 layers"):
         load_checkpoint(bomb)
-    (bomb / "config.json").write_text(json.dumps(dict(config, hidden_size=100_000)))
-    with pytest.raises(CheckpointError, match="describes ~.* weights, model.safetensors holds"):
+    (bomb / "config.json").write_text(json.dumps(dict(config, hidden_size=96_000)))  # 96,000 = 12 heads x 8,000
+    with pytest.raises(CheckpointError, match="describes .* weights, model.safetensors holds"):
         load_checkpoint(bomb)
-    (bomb / "config.json").write_text(json.dumps(dict(config, vocab_size="many")))
-    with pytest.raises(CheckpointError, match="vocab_size = many is not a plausible size"):
+    (bomb / "config.json").write_text(json.dumps({"model_type": "bert", "num_hidden_layers": 40}))  # defaults fill
+    with pytest.raises(CheckpointError, match="claims 40 layers, model.safetensors holds weights for 1"):
+        load_checkpoint(bomb)
+    (bomb / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 4096,
+                                                  "num_attention_heads": 16, "num_hidden_layers": 1}))
+    with pytest.raises(CheckpointError, match="describes .* weights, model.safetensors holds"):
+        load_checkpoint(bomb)
+    (bomb / "config.json").write_text('{"a": ' * 100_000 + "1" + "}" * 100_000)
+    with pytest.raises(CheckpointError, match="config.json: not valid JSON"):
         load_checkpoint(bomb)
 
 

@@ -11,6 +11,7 @@ half-written is listed.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -141,7 +142,9 @@ def validate_name(name: str) -> str:
 
 def checkpoint_path(root: Path | str, name: str) -> Path:
     root = Path(root).resolve()
-    path = (root / validate_name(name)).resolve()
+    if (root / validate_name(name)).is_symlink():  # replace and delete would act on the link's target
+        raise CheckpointError(f"{root / name} is a symbolic link: remove or rename the link itself")
+    path = (root / name).resolve()
     if path.parent != root:
         raise CheckpointError(f"checkpoint name {name!r} escapes {root}")
     return path
@@ -169,14 +172,19 @@ def save_checkpoint(root: Path | str, encoder: Encoder, manifest: RunManifest, h
         for filename, text in (extra_files or {}).items():
             (tmp / filename).write_text(text, encoding="utf-8")
         write_run_records(tmp, manifest, history)  # the manifest last: without one a directory was never finished
-        old = None
+        trash = None
         with file_lock(target.parent / LOCK):  # a listing recovers interrupted swaps, never one in progress
+            if not tmp.exists() and target.exists():
+                return target  # a listing adopted our finished copy while we waited for the lock
             if target.exists():
                 old = target.parent / f".old-{manifest.name}-{uuid.uuid4().hex[:8]}"
                 target.rename(old)
-            tmp.rename(target)  # a kill between the two renames is repaired by recover_interrupted()
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+                tmp.rename(target)  # a kill between these two renames is repaired by recover_interrupted()
+                trash = old.rename(target.parent / f".deleting-{manifest.name}-{uuid.uuid4().hex[:8]}")
+            else:
+                tmp.rename(target)
+        if trash is not None:  # outside the lock; a kill here leaves only a .deleting- folder
+            shutil.rmtree(trash, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -240,7 +248,10 @@ def list_checkpoints(root: Path | str) -> list[CheckpointEntry]:
     root = Path(root)
     if not root.is_dir():
         return []
-    recover_interrupted(root)
+    try:
+        recover_interrupted(root)
+    except OSError:  # e.g. a read-only folder: list what is there
+        pass
     entries = []
     for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         try:
@@ -253,19 +264,26 @@ def list_checkpoints(root: Path | str) -> list[CheckpointEntry]:
 
 
 def check_inside(path: Path, root: Path) -> None:
-    """Refuse a checkpoint that is, or holds, a symbolic link leading out of `root`: the app would read
-    (and Delete would remove) whatever it points at."""
+    """Refuse a checkpoint folder that is a symbolic link (Delete and replace would act on its target), or that
+    holds one leading out of `root` (the app would read whatever it points at)."""
+    if path.is_symlink():
+        raise CheckpointError(f"{path}: a symbolic link to {os.path.realpath(path)} (refused: a checkpoint is a "
+                              "real folder)")
     root = root.resolve()
-    for item in [path, *path.iterdir()]:
-        target = item.resolve()
-        if target != root and root not in target.parents:
-            raise CheckpointError(f"{item}: a symbolic link to {target}, outside {root} (refused)")
+    try:
+        for item in path.iterdir():
+            target = item.resolve(strict=False)
+            if target != root and root not in target.parents:
+                raise CheckpointError(f"{item}: a symbolic link to {target}, outside {root} (refused)")
+    except (OSError, RuntimeError) as err:  # a symlink loop, an unreadable folder
+        raise CheckpointError(f"{path}: cannot be read ({type(err).__name__}: {str(err)[:200]})") from None
 def delete_checkpoint(root: Path | str, name: str) -> None:
     path = checkpoint_path(root, name)
     if not path.is_dir():
         raise CheckpointError(f"no checkpoint named {name!r} in {root}")
     trash = path.parent / f".deleting-{name}-{uuid.uuid4().hex[:8]}"
-    path.rename(trash)  # disappears from listings at once, even if the removal below is interrupted
+    with file_lock(path.parent / LOCK):
+        path.rename(trash)  # disappears from listings at once, even if the removal below is interrupted
     shutil.rmtree(trash, ignore_errors=True)
 
 
