@@ -67,6 +67,7 @@ def test_a_sweep_resumes_from_its_published_records_alone(quick_sweep, tmp_path,
     monkeypatch.setattr(experiment, "load_teacher", lambda: None)
     resumed = run_sweep(config, published)
     assert len(resumed) == len(table) and set(resumed.cell_id) == set(table.cell_id)
+    assert not list(published.rglob("failed.json"))  # run_sweep records a cell's exception instead of raising it
 
 
 def test_resuming_with_other_settings_is_refused(quick_sweep, tmp_path):
@@ -81,6 +82,13 @@ def test_resuming_with_other_settings_is_refused(quick_sweep, tmp_path):
     with pytest.raises(SettingsError, match=r"was run with precision = 'float32'"):
         run_sweep(dataclasses.replace(config, precision="bf16"), tmp_path / "sweep")
     run_sweep(dataclasses.replace(config, device="cpu", description="same study"), tmp_path / "sweep")  # not science
+    for result in (tmp_path / "sweep" / "cells").glob("*/result.json"):  # as written before eval_precision existed
+        record = json.loads(result.read_text())
+        record["settings"].pop("tasks.eval_precision")
+        result.write_text(json.dumps(record))
+    with pytest.raises(SettingsError, match=r"tasks.eval_precision = 'float32', the config now gives 'bf16'"):
+        run_sweep(dataclasses.replace(config, eval_precision="bf16"), tmp_path / "sweep")
+    run_sweep(config, tmp_path / "sweep")  # it ran with the default, float32: resuming with it is fine
 
 
 def test_a_cell_another_process_is_running_is_skipped_not_run_twice(quick_sweep, tmp_path, monkeypatch):

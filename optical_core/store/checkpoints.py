@@ -105,7 +105,7 @@ class RunManifest:
             raise CheckpointError(f"manifest format {fmt} is newer than this app understands ({MANIFEST_FORMAT}); "
                                   "update optical to read it")
         if fmt == 1:
-            d = _upgrade_format_1(d)
+            d = upgrade_format_1(d)
         known = RunManifest.__dataclass_fields__
         try:
             values = {k: v for k, v in d.items() if k in known}
@@ -120,7 +120,7 @@ class RunManifest:
             raise CheckpointError(f"manifest.json is incomplete ({err})") from None
 
 
-def _upgrade_format_1(d: dict) -> dict:
+def upgrade_format_1(d: dict) -> dict:
     """Format 1 kept the run's settings as one flat dict (`train_config`), budget fields at the top."""
     old = d.get("train_config")
     if not isinstance(old, dict):

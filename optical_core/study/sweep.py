@@ -27,9 +27,18 @@ from optical_core.errors import SettingsError
 from optical_core.evaluate.curves import CurveEvaluator, StepEvaluation
 from optical_core.evaluate.scoring import score_baselines
 from optical_core.models.encoders import Encoder, load_teacher
-from optical_core.settings import COLLAPSE_COSINE, LossConfig, StudentSpec, SweepConfig, TrainConfig, from_mapping
+from optical_core.settings import (
+    COLLAPSE_COSINE,
+    LossConfig,
+    StudentSpec,
+    SweepConfig,
+    TrainConfig,
+    default_of,
+    from_mapping,
+    setting_field,
+)
 from optical_core.store.atomic import atomic_write_bytes, atomic_write_text
-from optical_core.store.checkpoints import MANIFEST, read_manifest
+from optical_core.store.checkpoints import MANIFEST, MANIFEST_FORMAT, upgrade_format_1
 from optical_core.store.locks import LockHeld, file_lock
 from optical_core.store.provenance import (
     device_description,
@@ -137,15 +146,36 @@ def cell_settings(cell: Cell, config: SweepConfig) -> dict:
     return json.loads(json.dumps(dict(_flat(train), **tasks)))  # tuples as lists, as they read back
 
 
-def _recorded_settings(cell_dir: Path, record: dict) -> dict | None:
-    """A finished cell's settings: from result.json, or for records older than that field, from its manifest."""
+def _recorded_settings(cell_dir: Path, record: dict) -> tuple[dict, bool] | None:
+    """A finished cell's settings and whether they are complete (written by cell_settings, so a key it lacks did
+    not exist yet); records older than that field fall back to the raw keys of the cell's manifest."""
     if "settings" in record:
-        return record["settings"]
-    if (cell_dir / MANIFEST).is_file():
-        train = asdict(read_manifest(cell_dir).config)
-        train.pop("device")
-        return json.loads(json.dumps(_flat(train)))
-    return None
+        return record["settings"], True
+    if not (cell_dir / MANIFEST).is_file():
+        return None
+    raw = json.loads((cell_dir / MANIFEST).read_text(encoding="utf-8"))
+    if raw.get("format", 1) < MANIFEST_FORMAT:
+        raw = upgrade_format_1(raw)
+    config = dict(raw.get("config") or {})
+    config.pop("device", None)
+    if "precision" in raw:  # what the encoder actually ran in (format 1: bf16 on CUDA)
+        config["precision"] = raw["precision"]
+    if isinstance(config.get("student"), dict):
+        config["student"] = {"head_init": "random", **config["student"]}  # as read_manifest fills it
+    return json.loads(json.dumps(_flat(config))), False
+
+
+def _setting_default(key: str):
+    """The default of a flat settings key (`budget.lr`, `tasks.eval_precision`): the value a record written
+    before the setting existed ran with."""
+    if key.startswith("tasks."):
+        return {"tasks.eval_precision": default_of(setting_field(SweepConfig, "eval_precision"))}.get(key)
+    cls, value = TrainConfig, None
+    for part in key.split("."):
+        f = setting_field(cls, part)
+        value = default_of(f)
+        cls = type(value)
+    return value
 
 
 def check_resumable(config: SweepConfig, out_dir: Path) -> None:
@@ -155,9 +185,13 @@ def check_resumable(config: SweepConfig, out_dir: Path) -> None:
         cell_dir = out_dir / "cells" / cell.id
         if cell_status(out_dir, cell) != "done":
             continue
-        recorded = _recorded_settings(cell_dir, json.loads((cell_dir / "result.json").read_text()))
-        if recorded is None:
+        found = _recorded_settings(cell_dir, json.loads((cell_dir / "result.json").read_text()))
+        if found is None:
             continue
+        recorded, complete = found
+        if complete:  # a key the record lacks was added later: the cell ran with that setting's default
+            recorded = {k: recorded.get(k, json.loads(json.dumps(_setting_default(k)))) for k in recorded.keys()
+                        | cell_settings(cell, config).keys()}
         wanted = cell_settings(cell, config)
         differ = [k for k in wanted if k in recorded and recorded[k] != wanted[k]]
         if differ:
@@ -268,7 +302,9 @@ def run_sweep(config: SweepConfig, out_dir: Path | str, on_cell: Callable[[int, 
 
 
 def _run_cell_job(cell: Cell, config: SweepConfig, out_dir: Path) -> str:
-    run_cell(cell, config, out_dir, load_teacher())
+    with file_lock(out_dir / LOCKS / f"{cell.id}.lock", wait=False):
+        if cell_status(out_dir, cell) != "done":
+            run_cell(cell, config, out_dir, load_teacher())
     return cell.id
 
 
