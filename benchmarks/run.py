@@ -185,7 +185,7 @@ def kd_throughput_vs_sentence_transformers(layers: int, steps: int, device: str)
 
     from optical_core.distil.train import train
     from optical_core.settings import Budget, TrainConfig
-    from optical_core.study.parity import train_with_sentence_transformers
+    from optical_core.study.parity import pairs_per_s, train_with_sentence_transformers
 
     teacher = load_teacher().to(device)
     base = TrainConfig("swa", StudentSpec("me5", layers), LossConfig(method="kd"),
@@ -193,7 +193,7 @@ def kd_throughput_vs_sentence_transformers(layers: int, steps: int, device: str)
                               head_lr_multiplier=1.0), device=device, precision="float32")
 
     def rate(ends: list[float]) -> float:
-        return (len(ends) - 1) * base.budget.batch_size / (ends[-1] - ends[0])
+        return pairs_per_s(ends, base.budget.batch_size)
 
     _, facts = train_with_sentence_transformers(base, teacher)
     rows = [dict(trainer="sentence-transformers 5.7 (MSELoss)", precision="float32", bucketing=False,

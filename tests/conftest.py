@@ -1,9 +1,13 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The tests' own document-embedding cache: a test that patches encoding must never leave vectors that real runs
+# would reuse. (The converted me5 checkpoint stays in the shared cache: converting it takes a minute.)
+os.environ["OPTICAL_DOC_CACHE"] = tempfile.mkdtemp(prefix="optical-test-doc-cache-")
 
 from optical_core.data.corpora import find_data_dir  # noqa: E402
 

@@ -108,7 +108,7 @@ def test_checkpoints_page_lists_a_broken_checkpoint_and_keeps_working(app_env):
     at = open_page("pages/checkpoints.py")
     assert any("broken" in e.value and "config.json is missing" in e.value for e in at.error)
     for name, reason in [("nested", "not valid JSON"), ("bomb", "claims 10000 layers"),
-                         ("escape", "symbolic link"), ("wrongtype", "config")]:
+                         ("escape", "symbolic link"), ("wrongtype", "has no train_config")]:
         assert any(name in e.value and reason in e.value for e in at.error), (name, [e.value for e in at.error])
     names = at.selectbox[0].options
     assert "tiny-me5-ot" in names and "tiny-me5-kd" in names

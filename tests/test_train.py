@@ -112,6 +112,10 @@ def test_the_batch_plan_is_drawn_lazily_and_covers_each_epoch_once():
         assert sorted(i for e, batch in full if e == epoch for i in batch) == list(range(10))
     assert full[:4] != full[4:]  # a fresh permutation each epoch
     assert list(batch_plan(10, 3, 2, seed=0)) == full  # and the same seed, the same plan
+    # the plan every earlier run trained on (torch.randperm with a seeded generator, one per epoch): pinned, so
+    # a change to how batches are drawn cannot pass unnoticed
+    assert full == [(0, [4, 1, 7]), (0, [5, 3, 9]), (0, [0, 8, 6]), (0, [2]),
+                    (1, [3, 9, 4]), (1, [2, 7, 8]), (1, [6, 0, 5]), (1, [1])]
 
 
 def test_queries_encoded_in_bf16_rank_as_in_float32(teacher, tiny_checkpoint):
@@ -123,7 +127,7 @@ def test_queries_encoded_in_bf16_rank_as_in_float32(teacher, tiny_checkpoint):
     bf16 = CurveEvaluator(teacher, "hau", ("headline",), precision="bf16").score(0, student, "headline")
     assert fp32.query_cosine != bf16.query_cosine  # the queries really were encoded in bf16
     assert abs(fp32.query_cosine - bf16.query_cosine) < 1e-2
-    assert abs(fp32.scores["mrr@10"].mean() - bf16.scores["mrr@10"].mean()) < 0.02
+    assert abs(fp32.scores["mrr@10"].mean() - bf16.scores["mrr@10"].mean()) < 0.01
 
 
 def test_length_bucketing_cuts_padding_and_still_covers_each_epoch_once(teacher):

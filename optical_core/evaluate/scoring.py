@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -38,6 +40,12 @@ from optical_core.store.checkpoints import load_checkpoint
 BASELINES = ("untrained", "oracle", "bm25", "teacher-raw", "me5")
 
 _DOC_CACHE: dict[tuple, torch.Tensor] = {}
+DOC_CACHE_VERSION = "1"  # bump when Encoder.encode, tokenisation or pooling change
+
+
+def doc_cache_dir() -> Path:
+    """Where document embeddings persist between processes (OPTICAL_DOC_CACHE; the tests use their own)."""
+    return Path(os.environ.get("OPTICAL_DOC_CACHE", cache_root() / "doc_embeddings"))
 
 
 def document_embeddings(encoder: Encoder, collection: ClirCollection, device="cpu") -> torch.Tensor:
@@ -50,8 +58,11 @@ def document_embeddings(encoder: Encoder, collection: ClirCollection, device="cp
         return _DOC_CACHE[key]
     file = None
     if encoder.weights_id is not None:
-        digest = hashlib.sha256(json.dumps([str(k) for k in key]).encode()).hexdigest()[:32]
-        file = cache_root() / "doc_embeddings" / f"{digest}.safetensors"
+        # the code and libraries that encode are part of the key: an upgrade never reuses older vectors
+        stamp = [str(k) for k in key] + [DOC_CACHE_VERSION, torch.__version__] + [
+            metadata.version(lib) for lib in ("transformers", "tokenizers")]
+        digest = hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:32]
+        file = doc_cache_dir() / f"{digest}.safetensors"
         if file.is_file():
             try:
                 cached = load_file(str(file))["embeddings"]
@@ -62,7 +73,10 @@ def document_embeddings(encoder: Encoder, collection: ClirCollection, device="cp
                 file.unlink(missing_ok=True)
     embeddings = encoder.encode(texts, batch_size=16, max_length=DOC_MAX_LENGTH, device=device)
     if file is not None:
-        atomic_write_bytes(file, save(_as_tensors(embeddings)))
+        try:
+            atomic_write_bytes(file, save(_as_tensors(embeddings)))
+        except OSError:  # a read-only cache: computed each time, still correct
+            pass
     _DOC_CACHE[key] = embeddings
     return embeddings
 
@@ -73,7 +87,7 @@ def prefetch_documents(encoder: Encoder, task: str = "headline", lang: str = "sw
     for every language, so one language warms them all."""
     def work():
         try:
-            document_embeddings(encoder, build_collection(task, lang))
+            document_embeddings(encoder, build_collection(task, lang), next(encoder.parameters()).device)
         except Exception:  # no corpus for that language: the first evaluation computes what it needs
             pass
 
