@@ -200,7 +200,8 @@ def kd_throughput_vs_sentence_transformers(layers: int, steps: int, device: str)
                  pairs_per_s=rate(facts["step_ends"]))]
     for label, config in (("optical", base),
                           ("optical", replace(base, budget=replace(base.budget, bucket_by_length=True))),
-                          ("optical", replace(base, precision="bf16", budget=replace(base.budget, bucket_by_length=True)))):
+                          ("optical", replace(base, precision="bf16",
+                                              budget=replace(base.budget, bucket_by_length=True)))):
         history = train(config, teacher=teacher).history
         rows.append(dict(trainer=label, precision=config.precision, bucketing=config.budget.bucket_by_length,
                          pairs_per_s=rate([h.elapsed_s for h in history])))
@@ -318,7 +319,8 @@ def main() -> None:
         print("## Training step and query encoding, float32 vs bf16 autocast (batch 32, max length 48)\n")
         print(precision.round(2).to_markdown(index=False), "\n")
     if args.only in (None, "eval-precision"):
-        agreement = pd.DataFrame([eval_precision(L, task, device) for L in (2, 12) for task in ("headline", "siblings")])
+        agreement = pd.DataFrame([eval_precision(L, task, device) for L in (2, 12)
+                                  for task in ("headline", "siblings")])
         print("## Retrieval with query and document encoding in bf16 vs float32 (linear-map me5 students, swa)\n")
         print(agreement.round(4).to_markdown(index=False), "\n")
     if args.only in (None, "peer"):

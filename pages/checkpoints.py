@@ -47,7 +47,8 @@ if entry.manifest:
                 st.success(f"Exported to {path}")
                 st.code(f"from sentence_transformers import SentenceTransformer\n"
                         f"student = SentenceTransformer({str(path)!r})\n"
-                        f"teacher = SentenceTransformer('sentence-transformers/all-MiniLM-L6-v2')  # or its local folder",
+                        "teacher = SentenceTransformer('sentence-transformers/all-MiniLM-L6-v2')"
+                        "  # or its local folder",
                         language="python")
             except CheckpointError as err:
                 st.error(str(err))
