@@ -12,6 +12,7 @@ report     learning curves of a sweep: each method vs its start and vs KD, colla
 ablation   OT variants (one sweep each) beside a reference sweep's KD, OT and untrained cells
 export     a checkpoint as a sentence-transformers model directory
 parity     KD trained by our trainer and by sentence-transformers' (same start, batches, optimiser), both scored
+compare    the same cells of two sweeps (e.g. bf16 vs float32): both values per step, paired difference, p
 download-data  fetch the corpora (needs internet)
 """
 
@@ -258,6 +259,22 @@ def cmd_parity(args) -> None:
     _print_table(table[table.metric.isin(["mrr@10", "ndcg@10"])].round(4))
 
 
+def cmd_compare(args) -> None:
+    import pandas as pd
+
+    from optical_core.study.curves import compare_sweeps
+
+    table = pd.concat([compare_sweeps(args.sweep_a, args.sweep_b, args.metric, task) for task in args.tasks],
+                      ignore_index=True)
+    if args.out:
+        table.to_csv(args.out, index=False)
+    _print_table(table.round(4))
+    if len(table):
+        worst = table.loc[table["diff"].abs().idxmax()]
+        print(f"largest difference: {worst['diff']:+.4f} ({worst.cell_id}, step {worst.step}, {worst.task}, "
+              f"p = {worst.p_value:.3g}) over {len(table)} cell-steps")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optical", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -336,6 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for parity.csv, parity.json and per-query scores")
     p.add_argument("--tasks", nargs="+", default=["headline", "siblings"], choices=TASKS + ("dev",))
     p.set_defaults(func=cmd_parity)
+
+    p = sub.add_parser("compare", help="the same cells of two sweeps, step by step, paired over queries")
+    p.add_argument("sweep_a")
+    p.add_argument("sweep_b")
+    p.add_argument("--tasks", nargs="+", default=["headline"], choices=TASKS + ("dev",))
+    p.add_argument("--metric", default="mrr@10")
+    p.add_argument("--out", default=None, help="write the table here as CSV")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("download-data", help="fetch NTREX-128 and MAFAND-MT (online only)")
     p.add_argument("--dest", default="data")
