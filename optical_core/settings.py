@@ -192,6 +192,17 @@ def default_of(f: Field):
     raise SettingsError(f"{f.name} has no default")
 
 
+def flat_settings(mapping: dict, prefix: str = "") -> dict:
+    """A nested settings dict (e.g. `asdict(TrainConfig)`) as flat keys: {"budget.lr": 2e-4, "loss.reg": ...}."""
+    out = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            out.update(flat_settings(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def setting_field(cls, name: str) -> Field:
     """The dataclass field of `cls` called `name` (for widgets and options built from it)."""
     for f in fields(cls):

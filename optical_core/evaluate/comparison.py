@@ -7,6 +7,7 @@ from dataclasses import asdict
 import pandas as pd
 
 from optical_core.evaluate.significance import paired_comparison
+from optical_core.settings import flat_settings
 from optical_core.store.checkpoints import RunManifest
 
 MANIFEST_FIELDS = ("method", "lang", "params_total", "params_non_embedding", "vocab_size", "seed", "steps",
@@ -25,19 +26,10 @@ def manifests_side_by_side(manifests: dict[str, RunManifest]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _flatten(prefix: str, value) -> dict:
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            out.update(_flatten(f"{prefix}.{k}" if prefix else k, v))
-        return out
-    return {prefix: value}
-
-
 def differing_settings(manifests: dict[str, RunManifest]) -> dict[str, list]:
     """The settings (config fields, e.g. 'budget.n_pairs', 'loss.reg', 'lang') on which the runs differ,
     each with its value per run in order: what makes a comparison of two checkpoints not like for like."""
-    flat = [_flatten("", asdict(m.config)) for m in manifests.values()]
+    flat = [flat_settings(asdict(m.config)) for m in manifests.values()]
     keys = sorted(set().union(*flat)) if flat else []
     return {k: [f.get(k) for f in flat] for k in keys if len({repr(f.get(k)) for f in flat}) > 1}
 

@@ -34,6 +34,7 @@ from optical_core.settings import (
     SweepConfig,
     TrainConfig,
     default_of,
+    flat_settings,
     from_mapping,
     setting_field,
 )
@@ -123,16 +124,6 @@ def train_config_for(cell: Cell, config: SweepConfig) -> TrainConfig:
                        budget=config.budget, seed=cell.seed, device=config.device, precision=config.precision)
 
 
-def _flat(mapping: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def cell_settings(cell: Cell, config: SweepConfig) -> dict:
     """What a cell's numbers depend on, flat (`budget.lr`, `loss.reg`, ...): its TrainConfig without the
     device (a cell may run on a GPU and its neighbour on a CPU) and the tasks it was scored on. Recorded in
@@ -143,7 +134,7 @@ def cell_settings(cell: Cell, config: SweepConfig) -> dict:
         return tasks
     train = asdict(train_config_for(cell, config))
     train.pop("device")
-    return json.loads(json.dumps(dict(_flat(train), **tasks)))  # tuples as lists, as they read back
+    return json.loads(json.dumps(dict(flat_settings(train), **tasks)))  # tuples as lists, as they read back
 
 
 def _recorded_settings(cell_dir: Path, record: dict) -> tuple[dict, bool] | None:
@@ -162,7 +153,7 @@ def _recorded_settings(cell_dir: Path, record: dict) -> tuple[dict, bool] | None
         config["precision"] = raw["precision"]
     if isinstance(config.get("student"), dict):
         config["student"] = {"head_init": "random", **config["student"]}  # as read_manifest fills it
-    return json.loads(json.dumps(_flat(config))), False
+    return json.loads(json.dumps(flat_settings(config))), False
 
 
 def _setting_default(key: str):
