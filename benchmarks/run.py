@@ -141,6 +141,48 @@ def precision_step(layers: int, batch: int, max_length: int, device: str, repeat
                 encode_speedup=enc32 / enc16)
 
 
+# Self-time op groups of a training step: what bf16 speeds up (matmuls) and what it does not.
+OP_GROUPS = {"linear matmuls (mm, addmm)": ("aten::mm", "aten::addmm"), "attention bmm": ("aten::bmm",),
+             "dropout masks (bernoulli_)": ("aten::bernoulli_",), "dtype casts (copy_)": ("aten::copy_",)}
+
+
+def precision_profile(layers: int, batch: int, max_length: int, steps: int = 3) -> list[dict]:
+    """Where a CPU KD step's time goes in float32 and in bf16 autocast (torch.profiler self time, ms per step).
+    The matmul row's ratio is the ceiling of the whole step's speed-up: every other group costs about the same
+    in both precisions."""
+    from torch.profiler import ProfilerActivity, profile
+
+    teacher = load_teacher()
+    bitext, _ = training_bitext("swa", 512)
+    student = build_student(StudentSpec("me5", layers), 384, bitext.source + bitext.target).encoder.train()
+    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-5)
+    s_batch = student.tokenize(bitext.source[:batch], max_length)
+    t_emb = teacher_targets(teacher, bitext.target[:batch], max_length, "cpu").embeddings
+    kd = KDLoss()
+
+    def per_step_ms(bf16: bool) -> dict[str, float]:
+        def run():
+            with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=bf16):
+                tokens = student.token_vectors(s_batch)
+            loss = kd(tokens.float(), s_batch.attention_mask, t_emb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        run()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                run()
+        self_ms = {e.key: e.self_cpu_time_total / 1e3 / steps for e in prof.key_averages()}
+        groups = {name: sum(self_ms.get(op, 0.0) for op in ops) for name, ops in OP_GROUPS.items()}
+        total = sum(self_ms.values())
+        return {**groups, "everything else": total - sum(groups.values()), "whole step": total}
+
+    fp32, bf16 = per_step_ms(False), per_step_ms(True)
+    return [dict(student=f"me5-L{layers}", ops=name, fp32_ms=fp32[name], bf16_ms=bf16[name],
+                 speedup=fp32[name] / bf16[name], share_of_bf16_step=bf16[name] / bf16["whole step"])
+            for name in fp32]
+
+
 def eval_precision(layers: int, task: str, device: str) -> dict:
     """Retrieval with query and document encoding in bf16 autocast vs float32: the me5 linear-map student
     (ridge head fitted on its swa training pairs) against the teacher's documents, on one NTREX task.
@@ -304,7 +346,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats and sizes")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--only", choices=["precision", "eval-precision", "peer"], default=None,
+    parser.add_argument("--only", choices=["precision", "precision-profile", "eval-precision", "peer"], default=None,
                         help="run one table only")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -318,6 +360,11 @@ def main() -> None:
         precision = pd.DataFrame([precision_step(L, 32, 48, device, repeat) for L in (2, 12)])
         print("## Training step and query encoding, float32 vs bf16 autocast (batch 32, max length 48)\n")
         print(precision.round(2).to_markdown(index=False), "\n")
+    if args.only in (None, "precision-profile") and not device.startswith("cuda"):
+        profile_rows = pd.DataFrame([r for L in (2, 12) for r in precision_profile(L, 32, 48)])
+        print("## Where a KD training step's time goes on this CPU, float32 vs bf16 (torch.profiler self time, "
+              "ms per step; batch 32, max length 48)\n")
+        print(profile_rows.round(2).to_markdown(index=False), "\n")
     if args.only in (None, "eval-precision"):
         agreement = pd.DataFrame([eval_precision(L, task, device) for L in (2, 12)
                                   for task in ("headline", "siblings")])
