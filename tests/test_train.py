@@ -12,14 +12,34 @@ from optical_core.distil.train import (
     resolve_device,
     train,
 )
+from optical_core.errors import SettingsError
+from optical_core.settings import SweepConfig
 from optical_core.store.checkpoints import list_checkpoints, read_manifest
 
 from .conftest import tiny_config
 
 
-def test_device_is_chosen_automatically_and_overridable():
-    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else resolve_device("auto"))
+def test_device_is_chosen_automatically_and_overridable(monkeypatch):
+    # The rule (settings: "auto picks cuda, then mps, then cpu"); availability is patched so the test
+    # checks the same thing on every machine.
+    mps = torch.backends.mps
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(mps, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    monkeypatch.setattr(mps, "is_available", lambda: True)
+    assert resolve_device("auto") == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"  # cuda wins over mps
+    # An explicit device is honoured whatever is available.
     assert resolve_device("cpu") == "cpu"
+    assert resolve_device("mps") == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("cuda") == "cuda"
+    # A name outside the known devices never reaches resolve_device: the config refuses it, naming the field.
+    with pytest.raises(SettingsError, match=r"TrainConfig\.device = 'tpu': must be one of auto, cpu, cuda, mps"):
+        replace(tiny_config(), device="tpu")
+    with pytest.raises(SettingsError, match=r"SweepConfig\.device = 'gpu'"):
+        SweepConfig(device="gpu")
 
 
 def test_gradient_reaches_the_student_only(teacher):
