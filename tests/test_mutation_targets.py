@@ -1,0 +1,225 @@
+"""Reference values for the functions that decide the study's numbers (issue 19): each test asserts a
+number worked out by hand, so a plausible one-line bug (a flipped sign, a swapped mask, a dropped term)
+changes it."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from optical_core.data.bitext import Bitext, normalise, remove_heldout_overlap, word_ngrams
+from optical_core.distil.losses import KDLoss, OTLoss
+from optical_core.distil.objective import Objective, TeacherBatch
+from optical_core.distil.ot import (
+    cost_matrix,
+    entropic_ot_value,
+    marginal_error,
+    marginals,
+    median_real_cost,
+    plan_kl,
+    plan_sharpness,
+    transport_cost,
+)
+from optical_core.evaluate.curves import mean_pairwise_cosine
+from optical_core.evaluate.significance import mean_ci, paired_comparison
+from optical_core.models.encoders import TokenBatch, mean_pool
+from optical_core.models.heads import procrustes_head, ridge_head
+from optical_core.settings import LossConfig
+
+T = torch.tensor
+
+
+# ---- OT: cost, marginals, plan values --------------------------------------------------------------------
+
+def test_cosine_cost_is_one_minus_cosine_of_the_token_vectors():
+    s = T([[[1.0, 0.0], [0.0, 2.0]]])  # unnormalised on purpose: cosine ignores length
+    t = T([[[3.0, 0.0], [-1.0, 0.0], [1.0, 1.0]]])
+    # cos: row 1 (1, -1, 1/sqrt2), row 2 (0, 0, 1/sqrt2)  ->  C = 1 - cos
+    r = 1 - 1 / math.sqrt(2)
+    assert torch.allclose(cost_matrix(s, t, "cosine"), T([[[0.0, 2.0, r], [1.0, 1.0, r]]]), atol=1e-6)
+
+
+def test_squared_euclidean_cost_by_hand():
+    s, t = T([[[0.0, 0.0], [1.0, 2.0]]]), T([[[3.0, 4.0]]])
+    assert torch.allclose(cost_matrix(s, t, "sqeuclidean"), T([[[25.0], [8.0]]]), atol=1e-4)
+    with pytest.raises(ValueError, match="unknown cost"):
+        cost_matrix(s, t, "cityblock")
+
+
+def test_marginals_put_mass_on_unmasked_tokens_only():
+    assert torch.allclose(marginals(T([[1, 1, 0, 1]])), T([[1 / 3, 1 / 3, 0.0, 1 / 3]]))
+    weights = T([[2.0, -5.0, 9.0, 6.0]])  # a negative weight counts as zero; a masked one is dropped
+    assert torch.allclose(marginals(T([[1, 1, 0, 1]]), weights), T([[0.25, 0.0, 0.0, 0.75]]))
+    with pytest.raises(ValueError, match="no token with positive mass"):
+        marginals(T([[1, 0], [0, 0]]))
+
+
+def test_transport_cost_kl_sharpness_and_entropic_value_by_hand():
+    a, b = T([[0.5, 0.5]]), T([[0.5, 0.5]])
+    C = T([[[0.0, 1.0], [3.0, 0.5]]])
+    diagonal = T([[[0.5, 0.0], [0.0, 0.5]]])
+    independent = T([[[0.25, 0.25], [0.25, 0.25]]])
+    assert transport_cost(diagonal, C).item() == pytest.approx(0.25)  # 0.5*0 + 0.5*0.5
+    assert transport_cost(independent, C).item() == pytest.approx(1.125)  # (0 + 1 + 3 + 0.5) / 4
+    assert plan_kl(independent, a, b).item() == pytest.approx(0.0, abs=1e-7)
+    assert plan_kl(diagonal, a, b).item() == pytest.approx(math.log(2))  # 2 * 0.5 log(0.5 / 0.25)
+    assert plan_sharpness(diagonal, a, b).item() == pytest.approx(1.0)
+    assert plan_sharpness(independent, a, b).item() == pytest.approx(0.0, abs=1e-7)
+    assert entropic_ot_value(diagonal, C, a, b, 0.1).item() == pytest.approx(0.25 + 0.1 * math.log(2))
+    assert marginal_error(T([[[0.5, 0.1], [0.0, 0.4]]]), a, b) == pytest.approx(0.1)
+    # median over pairs that both carry mass: the padded third student token is ignored
+    C3 = T([[[1.0, 2.0], [4.0, 8.0], [100.0, 100.0]]])
+    assert median_real_cost(C3, T([[0.5, 0.5, 0.0]]), b) == pytest.approx(2.0)  # lower median of 1, 2, 4, 8
+
+
+def test_ot_loss_value_when_the_plan_is_forced_by_the_marginals():
+    """One student token against two teacher tokens: P = [[1/2, 1/2]] whatever epsilon, so <P, C> is
+    the mean cosine cost: (0 + 1) / 2. A flipped cost sign (1 + cos) would give 1.5."""
+    loss = OTLoss(LossConfig(method="ot"))
+    out = loss(T([[[1.0, 0.0]]]), T([[1]]), T([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]]), T([[1, 1, 0]]))
+    assert out.loss.item() == pytest.approx(0.5, abs=1e-5)
+    assert torch.allclose(out.plan, T([[[0.5, 0.5, 0.0]]]), atol=1e-5)
+
+
+def test_ot_loss_prefers_the_aligned_student_and_is_near_zero_for_it():
+    teacher = T([[[1.0, 0.0], [0.0, 1.0]]])
+    loss = OTLoss(LossConfig(method="ot", reg=0.01, sinkhorn_iters=500))
+    aligned = loss(T([[[0.0, 3.0], [2.0, 0.0]]]), T([[1, 1]]), teacher, T([[1, 1]])).loss.item()
+    opposed = loss(T([[[0.0, -3.0], [-2.0, 0.0]]]), T([[1, 1]]), teacher, T([[1, 1]])).loss.item()
+    assert aligned == pytest.approx(0.0, abs=2e-3)
+    assert opposed == pytest.approx(1.0, abs=2e-3)  # each token costs 1 against either teacher token
+
+
+# ---- KD, pooling and how the objective feeds the losses ----------------------------------------------------
+
+def test_mean_pool_ignores_masked_tokens():
+    tokens = T([[[1.0, 2.0], [3.0, 4.0], [100.0, -100.0]], [[5.0, 5.0], [7.0, 9.0], [0.0, 0.0]]])
+    assert torch.equal(mean_pool(tokens, T([[1, 1, 0], [0, 1, 0]])), T([[2.0, 3.0], [7.0, 9.0]]))
+    assert torch.equal(mean_pool(tokens[:1], T([[0, 0, 0]])), T([[0.0, 0.0]]))  # no token: zeros, not nan
+
+
+def test_kd_loss_is_the_mse_between_the_raw_pools():
+    # student pool (2, 3) vs teacher (2, 5) -> ((2-2)^2 + (3-5)^2) / 2 = 2; the teacher is NOT normalised
+    tokens, mask = T([[[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]]]), T([[1, 1, 0]])
+    assert KDLoss()(tokens, mask, T([[2.0, 5.0]])).item() == pytest.approx(2.0)
+
+
+def _special_token_batch():
+    """[CLS] x [SEP]: the attention mask covers all three, the content mask only x."""
+    student = TokenBatch(T([[0, 3, 1]]), T([[1, 1, 1]]), T([[0, 1, 0]]))
+    student_tokens = T([[[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]])
+    teacher = TeacherBatch(T([[[1.0, 0.0]]]), T([[1]]), T([[4]]), T([[1.0, 0.0]]))
+    return student_tokens, student, teacher
+
+
+def test_objective_transports_content_tokens_only_and_adds_the_weighted_kd_term():
+    student_tokens, student, teacher = _special_token_batch()
+    ot_only = Objective(LossConfig(method="ot", kd_weight=0.0))(student_tokens, student, teacher)
+    # only x carries mass, and x matches the teacher token: cost 0 (the specials would cost 1 each)
+    assert ot_only.loss.item() == pytest.approx(0.0, abs=1e-5)
+    assert torch.allclose(ot_only.transport.a, T([[0.0, 1.0, 0.0]]))
+    # KD pools over the attention mask, specials included: (1/3, 2/3) vs (1, 0) -> ((2/3)^2 + (2/3)^2) / 2
+    kd = 4 / 9
+    assert Objective(LossConfig(method="kd"))(student_tokens, student, teacher).loss.item() == pytest.approx(kd)
+    both = Objective(LossConfig(method="ot", kd_weight=10.0))(student_tokens, student, teacher)
+    assert both.loss.item() == pytest.approx(10 * kd, abs=1e-5)
+
+
+def test_idf_marginals_weight_each_content_token_by_its_ids_idf():
+    student_idf, teacher_idf = T([0.0, 1.0, 2.0, 3.0, 4.0]), T([1.0, 1.0, 1.0, 5.0, 1.0])
+    objective = Objective(LossConfig(method="ot", marginals="idf", kd_weight=0.0), student_idf, teacher_idf)
+    student = TokenBatch(T([[0, 3, 4, 1]]), T([[1, 1, 1, 1]]), T([[0, 1, 1, 0]]))
+    teacher = TeacherBatch(T([[[1.0, 0.0], [0.0, 1.0]]]), T([[1, 1]]), T([[3, 2]]), T([[1.0, 1.0]]))
+    out = objective.transport(torch.randn(1, 4, 2), student, teacher)
+    assert torch.allclose(out.a, T([[0.0, 3 / 7, 4 / 7, 0.0]]))
+    assert torch.allclose(out.b, T([[5 / 6, 1 / 6]]))
+    with pytest.raises(ValueError, match="idf tables"):
+        Objective(LossConfig(method="ot", marginals="idf"))
+
+
+# ---- closed-form heads ----------------------------------------------------------------------------------
+
+def test_ridge_head_by_hand():
+    X, Y = T([[0.0], [1.0], [2.0]]), T([[1.0], [3.0], [5.0]])  # Y = 2X + 1
+    weight, bias = ridge_head(X, Y, shrinkage=0.0)
+    assert weight.item() == pytest.approx(2.0) and bias.item() == pytest.approx(1.0)
+    # centred gram = 2, lambda = 0.1 * 2 / 1, W = Xc'Yc / (2 + 0.2) = 4 / 2.2, bias = mean Y - mean X * W
+    weight, bias = ridge_head(X, Y, shrinkage=0.1)
+    assert weight.item() == pytest.approx(4 / 2.2, rel=1e-6)
+    assert bias.item() == pytest.approx(3 - 4 / 2.2, rel=1e-6)
+
+
+def test_ridge_head_shape_is_that_of_a_linear_layer():
+    X, W = torch.randn(50, 3, generator=torch.Generator().manual_seed(0)), T([[1.0, 2.0, 3.0], [0.0, -1.0, 4.0]])
+    weight, bias = ridge_head(X, X @ W.T + T([0.5, -2.0]), shrinkage=0.0)
+    assert torch.allclose(weight, W, atol=1e-4) and torch.allclose(bias, T([0.5, -2.0]), atol=1e-4)
+
+
+def test_procrustes_head_recovers_a_scaled_rotation():
+    X = torch.randn(40, 2, generator=torch.Generator().manual_seed(1))
+    R = T([[0.0, -1.0], [1.0, 0.0]])  # 90 degrees
+    weight, bias = procrustes_head(X, 2.0 * X @ R + T([1.0, -1.0]))
+    assert torch.allclose(weight, 2.0 * R.T, atol=1e-4) and torch.allclose(bias, T([1.0, -1.0]), atol=1e-4)
+    with pytest.raises(ValueError, match="equal widths"):
+        procrustes_head(X, torch.zeros(40, 3))
+
+
+# ---- significance: exact small cases ---------------------------------------------------------------------
+
+def test_sign_flip_test_is_exact_paired_and_two_sided():
+    """Differences (1, 2, 3, 4): of the 16 sign flips only all-plus and all-minus reach |mean| >= 2.5, so
+    the two-sided p is 2/16 (one-sided: 1/16). A with B's order reversed changes the sign, not the p."""
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]) + 10, np.full(4, 10.0)
+    result = paired_comparison(a, b)
+    assert result.p_value == pytest.approx(2 / 16)
+    assert result.difference == pytest.approx(2.5) and paired_comparison(b, a).difference == pytest.approx(-2.5)
+    assert (result.mean_a, result.mean_b, result.n) == (12.5, 10.0, 4)
+    # unpaired scores would see no difference at all here: the pairing is what makes it significant
+    shifted = np.array([0.0, 1.0, 2.0, 3.0])
+    assert paired_comparison(shifted + 0.5, shifted).p_value == pytest.approx(2 / 16)
+    assert paired_comparison(a, a).p_value == 1.0
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_comparison([1.0, 2.0], [1.0])
+
+
+def test_bootstrap_interval_has_the_level_it_claims():
+    """Resampled means of (0, 0, 3) take 0, 1, 2, 3 with chances 8, 12, 6, 1 (/27). The 97.5th percentile is 3
+    (P(mean <= 2) = 26/27 < 0.975) but the 95th is 2: a 90% interval would end at 2."""
+    mean, low, high = mean_ci([0.0, 0.0, 3.0], n_resamples=4000)
+    assert (mean, low, high) == (1.0, 0.0, 3.0)
+    assert mean_ci([0.0, 0.0, 3.0], n_resamples=4000, level=0.90)[2] == 2.0
+    assert mean_ci([2.0, 2.0]) == (2.0, 2.0, 2.0)
+    assert all(math.isnan(v) for v in mean_ci([]))
+    d = paired_comparison(np.array([3.0, 0.0, 0.0]) + 1, np.ones(3))
+    assert (d.ci_low, d.ci_high) == (0.0, 3.0)
+
+
+# ---- diagnostics ------------------------------------------------------------------------------------------
+
+def test_mean_pairwise_cosine_by_hand():
+    e = T([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])  # pair cosines 0, 1, 0 -> 1/3
+    assert mean_pairwise_cosine(e) == pytest.approx(1 / 3)
+    assert mean_pairwise_cosine(T([[1.0, 0.0], [-1.0, 0.0]])) == pytest.approx(-1.0)
+
+
+# ---- bitext de-duplication ---------------------------------------------------------------------------------
+
+def test_normalise_and_ngrams():
+    assert normalise("  Café, NAÏVE!  rôle ") == "cafe naive role"
+    assert word_ngrams("a b c d", 3) == {("a", "b", "c"), ("b", "c", "d")}
+    assert word_ngrams("a b", 3) == set()
+
+
+def test_dedup_drops_exact_and_ngram_overlaps_on_either_side():
+    heldout = ["The cat sat on the mat today.", "one two three four five six seven eight nine"]
+    bitext = Bitext("xx", ["paka", "THE CAT SAT ON THE MAT TODAY", "x one two three four five six seven eight y",
+                           "safe", "salama"],
+                    ["cat", "paka", "z", "zero one two three four five six seven eight", "one two three four"],
+                    origin=("train",) * 5)
+    clean, report = remove_heldout_overlap(bitext, heldout, ngram=8)
+    # pair 2: exact (source); pair 3: 8-gram (source); pair 4: 8-gram (target); pair 5: only 4 words shared
+    assert (report.kept, report.dropped_exact, report.dropped_ngram, report.dropped) == (2, 1, 2, 3)
+    assert clean.source == ["paka", "salama"] and clean.target == ["cat", "one two three four"]
+    exact_target = Bitext("xx", ["a"], ["the cat sat on the mat, today"], origin=("train",))
+    assert remove_heldout_overlap(exact_target, heldout)[1].dropped_exact == 1
