@@ -26,6 +26,47 @@ def test_metrics_equal_hand_computed_values():
     assert (frame.loc["q3"] == 0).all()  # nothing retrieved scores zero, it is not dropped
 
 
+# Four queries, inserted out of sorted order, each with a different reciprocal rank, so a row whose label is
+# swapped with another's fails. Irrelevant documents are x0, x1, ...
+REF_QRELS = {"qc": {"d1": 1}, "qa": {"d2": 1}, "qd": {"d9": 1}, "qb": {"d3": 1, "d4": 1}}
+REF_RUN = {
+    "qc": {"d1": 0.9, "x0": 0.5},  # relevant at rank 1
+    "qa": {"d1": 0.9, "d2": 0.8},  # relevant at rank 2
+    "qb": {"x0": 0.9, "x1": 0.8, "d3": 0.7} | {f"x{i}": 0.6 - i / 100 for i in range(2, 11)} | {"d4": 0.01},
+    # d3 at rank 3; d4 at rank 13, past the cut-off of 10
+    "qd": {f"x{i}": 1 - i / 100 for i in range(10)} | {"d9": 0.001},  # relevant at rank 11: outside the top 10
+}
+# MRR@10 = 1 / rank of the first relevant document within the top 10 (0 if none):
+#   qa 1/2, qb 1/3, qc 1, qd 0
+# nDCG@10 = DCG / ideal DCG with DCG = sum over relevant docs in the top 10 of 1 / log2(rank + 1):
+#   qa: (1/log2 3) / 1                         = 0.63092975...
+#   qb: (1/log2 4) / (1 + 1/log2 3) = 0.5 / 1.63092975 = 0.30657...  (d4 beyond rank 10 adds nothing)
+#   qc: 1 / 1 = 1;  qd: 0
+REF_MRR = {"qa": 1 / 2, "qb": 1 / 3, "qc": 1.0, "qd": 0.0}
+REF_NDCG = {"qa": 1 / math.log2(3), "qb": 0.5 / (1 + 1 / math.log2(3)), "qc": 1.0, "qd": 0.0}
+
+
+@pytest.mark.parametrize("metrics", [("mrr@10",), ("ndcg@10",), ("mrr@10", "ndcg@10"), ("ndcg@10", "mrr@10")])
+def test_per_query_metrics_match_hand_computed_values_row_by_row(metrics):
+    expected = {"mrr@10": REF_MRR, "ndcg@10": REF_NDCG}
+    frame = per_query_metrics(REF_QRELS, REF_RUN, metrics)
+    assert list(frame.columns) == ["qid", *metrics]
+    assert list(frame.qid) == ["qa", "qb", "qc", "qd"]  # sorted, one row per query
+    for metric in metrics:
+        got = dict(zip(frame.qid, frame[metric]))
+        assert got == pytest.approx(expected[metric], abs=1e-12), metric  # each value on its own query's row
+    assert frame.loc[frame.qid == "qc", metrics[0]].item() == 1.0
+
+
+def test_per_query_metrics_labels_follow_the_queries_not_the_input_order():
+    """qids whose sorted order differs from insertion order and from numeric order (q10 < q9 as strings)."""
+    qrels = {"q9": {"a": 1}, "q10": {"b": 1}, "q1": {"c": 1}}
+    run = {"q9": {"a": 1.0}, "q10": {"x": 1.0, "b": 0.5}, "q1": {"x": 1.0, "y": 0.9, "z": 0.8, "c": 0.7}}
+    frame = per_query_metrics(qrels, run, ("mrr@10",))
+    assert list(frame.qid) == ["q1", "q10", "q9"]
+    assert list(frame["mrr@10"]) == pytest.approx([1 / 4, 1 / 2, 1.0])
+
+
 def test_dense_ranking_orders_by_cosine():
     q = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=1)
     d = torch.nn.functional.normalize(torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.7, 0.7]]), dim=1)

@@ -37,6 +37,8 @@ def per_query_metrics(qrels: dict[str, dict[str, int]], run: dict[str, dict[str,
     qids = list(qrels)
     filled = {q: run.get(q) or {"__none__": 0.0} for q in qids}
     scores = evaluate(Qrels(qrels), Run(filled), list(metrics), return_mean=False, make_comparable=True)
+    if not isinstance(scores, dict):  # ranx returns a bare array (not a dict) for a single metric
+        scores = {metrics[0]: scores}
     frame = pd.DataFrame({m: np.asarray(scores[m], dtype=float) for m in metrics})
     frame.insert(0, "qid", sorted(qids))  # ranx reports queries in sorted order
     return frame.sort_values("qid").reset_index(drop=True)
