@@ -1,8 +1,13 @@
 """AppTest drives every page of the app in-process."""
 
+import base64
+import json
+import re
 import shutil
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -50,8 +55,31 @@ def open_page(page: str | None = None) -> AppTest:
     return at
 
 
+def load_study(path, metric="mrr@10"):
+    from pages.common import load_study
+
+    return load_study(Path(path), metric)
+
+
 def figures(at: AppTest) -> list[str]:
     return [chart.proto.spec for chart in at.get("plotly_chart")]
+
+
+def figure_dicts(at: AppTest) -> list[dict]:
+    return [json.loads(spec) for spec in figures(at)]
+
+
+def titles(at: AppTest) -> list[str]:
+    return [f["layout"]["title"]["text"] for f in figure_dicts(at)]
+
+
+def heatmap_z(figure: dict) -> np.ndarray:
+    """The z matrix of a heatmap figure (plotly serialises arrays as base64 typed buffers)."""
+    z = figure["data"][0]["z"]
+    rows, cols = len(figure["layout"]["yaxis"]["ticktext"]), len(figure["layout"]["xaxis"]["ticktext"])
+    if isinstance(z, dict):
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"])).reshape(rows, cols)
+    return np.asarray(z, dtype=float)
 
 
 def test_overview_opens_on_the_current_study_with_the_regime_first(app_env):
@@ -61,7 +89,15 @@ def test_overview_opens_on_the_current_study_with_the_regime_first(app_env):
     verdict = at.info[0].value
     assert verdict.startswith("Regime (headline, mrr@10): ")  # whether students learned, before any trend
     assert verdict.index("Regime") < verdict.index("relative gain of OT over KD")
-    assert any("along training" in f for f in figures(at)) and any('"error_y"' in f for f in figures(at))
+    assert titles(at) == ["mrr@10 along training (x: collapsed, query cosine > 0.9)",
+                          "OT-vs-KD gain in mrr@10 vs student size"]
+    gain = figure_dicts(at)[1]["data"]
+    assert [t["name"] for t in gain] == ["swa", "mean over languages"]  # the pilot's one language, then the mean
+    assert "error_y" in gain[0]  # each language's gain carries its bootstrap CI
+    summary = load_study(PROJECT / "results" / "pilot")
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles == {"cells finished": str(summary.results.cell_id.nunique()),
+                     "languages": str(summary.results.lang.nunique()), "metric": "mrr@10"}
     assert not at.error
 
 
@@ -75,21 +111,80 @@ def test_overview_marks_the_superseded_study(app_env):
 
 def test_scaling_page_has_figures_filters_and_downloads(app_env):
     at = open_page("pages/scaling.py")
-    assert len(figures(at)) == 4  # learning curves, gain, absolute difference, accuracy
-    assert at.selectbox and at.multiselect
-    assert len(at.get("download_button")) == 2
+    assert at.selectbox[0].label == "Study" and at.selectbox[0].value == "results/pilot"
+    assert at.selectbox[1].label == "Metric" and at.selectbox[1].value == "mrr@10"
+    assert titles(at) == ["mrr@10 along training (x: collapsed, query cosine > 0.9)",
+                          "OT-vs-KD gain in mrr@10 vs student size", "OT - KD in mrr@10 (absolute)",
+                          "mrr@10 vs student size"]
+    summary = load_study(PROJECT / "results" / "pilot")
+    assert at.selectbox[2].label == "Student family" and at.selectbox[2].options == sorted(set(summary.gains.family))
+    assert at.multiselect[0].label == "Languages" and at.multiselect[0].value == sorted(set(summary.gains.lang))
+    assert [b.proto.label for b in at.get("download_button")] == ["Download results (CSV)", "Download gains (CSV)"]
+
     at.selectbox[1].set_value("ndcg@10").run()
     assert not at.exception
+    assert titles(at) == ["ndcg@10 along training (x: collapsed, query cosine > 0.9)",
+                          "OT-vs-KD gain in ndcg@10 vs student size", "OT - KD in ndcg@10 (absolute)",
+                          "ndcg@10 vs student size"]
+    family = at.selectbox[2].value
+    expected = load_study(PROJECT / "results" / "pilot", "ndcg@10")
+    gains = next(d.value for d in at.dataframe if "gain_ci_low" in d.value.columns)
+    assert set(gains.metric) == {"ndcg@10"} and set(gains.family) == {family}
+    assert len(gains) == (expected.gains.family == family).sum()
+    tidy = at.dataframe[-1].value  # the tidy table follows the metric
+    assert set(tidy.metric) == {"ndcg@10"} and len(tidy) == (expected.results.metric == "ndcg@10").sum() > 0
 
 
-def test_alignment_page_draws_a_heatmap_of_a_real_pair(app_env):
+def test_alignment_page_draws_a_heatmap_of_a_real_pair(app_env, teacher):
+    from optical_core.data.bitext import load_mafand
+    from optical_core.store.checkpoints import load_checkpoint
+
     at = open_page("pages/alignment.py")
-    specs = figures(at)
-    assert any('"type":"heatmap"' in s.replace(" ", "") for s in specs)
-    assert "▁" in specs[0] or "##" in specs[0] or "ticktext" in specs[0]
-    assert at.dataframe  # top aligned pairs
+    # the first checkpoint, and by default its partner: the other objective's student of the same size and language
+    assert at.selectbox[0].value == "tiny-me5-kd · kd · me5-L1 · hau · seed 0"
+    assert at.selectbox[1].value == "tiny-me5-ot · ot · me5-L1 · hau · seed 0"
+    student, manifest = load_checkpoint(app_env / "tiny-me5-kd")
+    max_length = manifest.config.budget.max_length  # 32: the specials take 2 places
+    pair = load_mafand("hau")
+    lr_text, en_text = pair.source[0], pair.target[0]  # pair number 0 of the MAFAND dev split
+    lr_all, en_all = student.tokenizer.tokenize(lr_text), teacher.tokenizer.tokenize(en_text)
+    assert len(lr_all) > max_length - 2 and len(en_all) > max_length - 2  # this pair is cut: the page must say so
+    lr_tokens, en_tokens = lr_all[: max_length - 2], en_all[: max_length - 2]
+    warning = (f"Cut to the run's max length ({max_length} tokens): {len(lr_all) - len(lr_tokens)} hau and "
+               f"{len(en_all) - len(en_tokens)} English tokens were dropped, as training would have dropped them.")
+    assert [w.value for w in at.warning] == [warning, warning]
+
+    figs = figure_dicts(at)
+    assert titles(at) == ["kd: transport plan", "kd: cost matrix", "ot: transport plan", "ot: cost matrix"]
+    for fig in figs:
+        assert [d["type"] for d in fig["data"]] == ["heatmap"]
+        assert fig["layout"]["yaxis"]["ticktext"] == lr_tokens  # the student's sentencepiece pieces (▁...)
+        assert fig["layout"]["xaxis"]["ticktext"] == en_tokens  # the teacher's wordpieces (##...)
+    plans = [heatmap_z(figs[0]), heatmap_z(figs[2])]
+    for plan in plans:
+        assert plan.shape == (len(lr_tokens), len(en_tokens)) and (plan >= 0).all()
+        assert abs(plan.sum() - 1) < 1e-5  # a transport plan: total mass 1
+    assert not np.allclose(plans[0], plans[1])  # each column shows its own checkpoint's plan
+
+    tops = [d.value for d in at.dataframe]  # top aligned pairs, one table per checkpoint
+    assert len(tops) == 2
+    for top, plan in zip(tops, plans):
+        assert list(top.columns) == ["lr_token", "en_token", "mass", "share_of_lr_token", "cost", "lr_position",
+                                     "en_position"]
+        assert len(top) == 15 and top.mass.is_monotonic_decreasing
+        first = top.iloc[0]
+        assert (first.lr_position, first.en_position) == np.unravel_index(plan.argmax(), plan.shape)
+        assert first.lr_token == lr_tokens[first.lr_position] and first.en_token == en_tokens[first.en_position]
+        assert abs(first.mass - plan.max()) < 1e-4  # shown rounded to 4 places
+
     at.radio[0].set_value("type your own").run()
-    assert not at.exception and len(figures(at)) >= 2
+    assert not at.exception and not at.warning
+    figs = figure_dicts(at)
+    assert len(figs) == 4
+    typed_lr = student.tokenizer.tokenize("Rais amewasili Nairobi leo asubuhi.")
+    typed_en = teacher.tokenizer.tokenize("The president arrived in Nairobi this morning.")
+    assert all(f["layout"]["yaxis"]["ticktext"] == typed_lr and f["layout"]["xaxis"]["ticktext"] == typed_en
+               for f in figs)
 
 
 def test_compare_page_pairs_two_checkpoints(app_env):
@@ -110,19 +205,36 @@ def test_checkpoints_page_lists_a_broken_checkpoint_and_keeps_working(app_env):
     for name, reason in [("nested", "not valid JSON"), ("bomb", "claims 10000 layers"),
                          ("escape", "symbolic link"), ("wrongtype", "has no train_config")]:
         assert any(name in e.value and reason in e.value for e in at.error), (name, [e.value for e in at.error])
-    names = at.selectbox[0].options
-    assert "tiny-me5-ot" in names and "tiny-me5-kd" in names
+    app_names = ["bomb", "broken", "escape", "nested", "tiny-me5-kd", "tiny-me5-ot", "wrongtype"]
+    # the app's folders first, every one readable or not, by name (sweep entries, "<sweep>/<cell>", follow)
+    assert at.selectbox[0].options[: len(app_names)] == app_names
+    listing = at.dataframe[0].value
+    assert dict(zip(listing.name[: len(app_names)], listing.status[: len(app_names)])) == {
+        "bomb": "unreadable", "broken": "unreadable", "escape": "unreadable", "nested": "unreadable",
+        "tiny-me5-kd": "ok", "tiny-me5-ot": "ok", "wrongtype": "unreadable"}
+    assert listing.set_index("name").loc["tiny-me5-kd", "method"] == "kd"
+    app_errors = [e.value for e in at.error if "/" not in e.value.split(":")[0]]
+    assert len(app_errors) == 5  # one line per unreadable app checkpoint, none for the readable ones
+
+
+@pytest.mark.xfail(strict=True, reason="all_checkpoints() lists every folder of a sweep cell (its per_query/) as a "
+                   "checkpoint, not only cells/<cell>/checkpoint: the quick sweep (keep_checkpoints = false) adds 9 "
+                   "'config.json is missing' errors to the Checkpoints page")
+def test_checkpoints_page_lists_no_sweep_folder_that_is_not_a_checkpoint(app_env):
+    at = open_page("pages/checkpoints.py")
+    # the quick sweep keeps no checkpoints: nothing of it belongs on this page
+    assert not [name for name in at.selectbox[0].options if name.startswith("quick/")]
+    assert not [e.value for e in at.error if e.value.startswith("quick/")]
 
 
 def test_checkpoints_page_exports_a_student_for_sentence_transformers(app_env):
     import os
-    from pathlib import Path
 
     at = open_page("pages/checkpoints.py")
     at.selectbox[0].set_value("tiny-me5-kd").run()
     next(b for b in at.button if b.label == "Export").click().run()
-    assert not at.exception and at.success and "Exported to" in at.success[0].value
     target = Path(os.environ["OPTICAL_EXPORTS"]) / "tiny-me5-kd"
+    assert not at.exception and [s.value for s in at.success] == [f"Exported to {target}"]
     assert (target / "modules.json").is_file() and (target / "2_Dense" / "model.safetensors").is_file()
     next(b for b in at.button if b.label == "Export").click().run()  # again: refused, not overwritten
     assert any("already exists" in e.value for e in at.error)
@@ -141,7 +253,10 @@ def test_checkpoint_delete_needs_confirmation(app_env, tmp_path):
 
 def test_train_page_runs_a_tiny_training_to_a_saved_checkpoint(app_env):
     at = open_page("pages/train.py")
-    assert at.selectbox and at.number_input and at.radio
+    # the widgets set below by position are the ones meant
+    assert [at.selectbox[i].label for i in (1, 2)] == ["Student family", "Size (first L layers)"]
+    assert [at.number_input[i].label for i in (3, 5, 6)] == ["n pairs", "batch size", "max length"]
+    assert at.radio[0].label == "Objective" and at.radio[0].value == "kd"
     at.selectbox[1].set_value("minilm")
     at.selectbox[2].set_value(1)
     at.number_input[3].set_value(16)  # pairs
@@ -153,8 +268,10 @@ def test_train_page_runs_a_tiny_training_to_a_saved_checkpoint(app_env):
         time.sleep(1)
         at.run()
     assert not at.exception
-    assert at.success and "Saved checkpoint" in at.success[0].value, [m.value for m in at.markdown][:5]
-    assert any(p.name.startswith("swa-minilm-L1-kd-s0") for p in app_env.iterdir())
+    assert len(at.success) == 1, [m.value for m in at.markdown][:5]
+    saved = re.fullmatch(r"Saved checkpoint (.*/swa-minilm-L1-kd-s0-[0-9a-f]{8})", at.success[0].value)
+    assert saved, at.success[0].value
+    assert Path(saved.group(1)).parent == app_env and (Path(saved.group(1)) / "manifest.json").is_file()
     table = at.dataframe[-1].value  # the start beside the trained student, so a user sees what training did
     assert list(table.student) == ["start (step 0, before any update)", "trained (2 steps)", "trained - start"]
     assert abs(table["mrr@10"].iloc[2] - (table["mrr@10"].iloc[1] - table["mrr@10"].iloc[0])) < 1e-3
