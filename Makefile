@@ -14,7 +14,7 @@ $(VENV)/.dev-installed: $(VENV)/.app-installed requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-.PHONY: app test chromium
+.PHONY: app test chromium mutation
 app: $(VENV)/.app-installed
 	$(PY) -m streamlit run app.py --server.headless true --browser.gatherUsageStats false --server.port $(PORT)
 
@@ -25,3 +25,11 @@ chromium:
 
 test: $(VENV)/.dev-installed chromium
 	$(PY) -m pytest
+
+# Mutation testing (issue 19), outside CI: hours on 2 cores. Writes mutation/REPORT.md (score per module,
+# survivors with the reasons in mutation/equivalent.toml). MUTANTS narrows it, e.g. MUTANTS='optical_core.distil.ot.*'.
+MUTANTS ?= $(shell grep -v '^\#' mutation/scope.txt)
+mutation: $(VENV)/.dev-installed
+	$(PY) -m pip install -q -r requirements-mutation.txt
+	OPTICAL_DATA_DIR=$${OPTICAL_DATA_DIR:-$(abspath ..)/shared/corpora} $(VENV)/bin/mutmut run $(foreach m,$(MUTANTS),'$(m)')
+	$(PY) mutation/report.py > mutation/REPORT.md

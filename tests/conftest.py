@@ -69,3 +69,11 @@ def quick_sweep(tmp_path_factory):
     config = load_sweep_config(PROJECT / "configs" / "quick.toml")
     table = run_sweep(config, runs / "quick")
     return runs / "quick", config, table
+
+
+def pytest_collection_modifyitems(items):
+    """Mark the tests that run a whole sweep (`-m "not sweeps"` leaves them out: `make mutation` reruns every
+    test that reaches a mutant, and a sweep per mutant would take days)."""
+    for item in items:
+        if "quick_sweep" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.sweeps)
