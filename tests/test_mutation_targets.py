@@ -2,6 +2,7 @@
 number worked out by hand, so a plausible one-line bug (a flipped sign, a swapped mask, a dropped term)
 changes it."""
 
+import json
 import math
 
 import numpy as np
@@ -333,3 +334,137 @@ def test_verdict_text_for_a_crafted_study(tmp_path):
     shrinking = gain_table(crafted_study(tmp_path, slope_per_decade=-0.1), tmp_path, n_boot=50)
     assert "The gain shrinks with student size: slope -0.100" in verdict(scaling_slopes(shrinking), shrinking,
                                                                          "mrr@10", "fam")
+
+
+# ---- vocabulary trimming and idf on tiny hand-built tokenizers ---------------------------------------------
+
+def _tiny_wordpiece(tmp_path):
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "dog", "sat", "##s", "ran", "mat"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"))
+    torch.manual_seed(0)
+    backbone = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=16, max_position_embeddings=32, pad_token_id=0))
+    return vocab, tokenizer, backbone.eval()
+
+
+def test_trimming_keeps_the_used_pieces_and_their_embedding_rows(tmp_path):
+    from optical_core.models.vocab import trim_vocabulary, used_token_ids
+
+    vocab, tokenizer, backbone = _tiny_wordpiece(tmp_path)
+    texts = ["the cats", "dog sat"]
+    # specials (0-4) + the, cat, ##s, dog, sat; [UNK] is kept even when unused
+    assert used_token_ids(tokenizer, texts) == {0, 1, 2, 3, 4, 5, 6, 9, 7, 8}
+    old_rows = backbone.get_input_embeddings().weight.detach().clone()
+    full_ids = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        before = backbone(**full_ids).last_hidden_state
+    backbone, trimmed, kept = trim_vocabulary(backbone, tokenizer, texts)
+    assert kept == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert len(trimmed) == 10 and backbone.config.vocab_size == 10 and backbone.config.pad_token_id == 0
+    assert trimmed.convert_ids_to_tokens(trimmed("the cats")["input_ids"]) == ["[CLS]", "the", "cat", "##s", "[SEP]"]
+    assert trimmed.convert_ids_to_tokens(trimmed("ran")["input_ids"]) == ["[CLS]", "[UNK]", "[SEP]"]
+    assert torch.equal(backbone.get_input_embeddings().weight, old_rows[kept])
+    with torch.no_grad():  # same pieces, same rows: the same hidden states as before trimming
+        after = backbone(**trimmed(texts, padding=True, return_tensors="pt")).last_hidden_state
+    assert torch.allclose(before, after, atol=1e-6)
+
+
+def test_trimming_reindexes_rows_when_pieces_in_the_middle_are_dropped(tmp_path):
+    from optical_core.models.vocab import trim_vocabulary
+
+    vocab, tokenizer, backbone = _tiny_wordpiece(tmp_path)
+    old_rows = backbone.get_input_embeddings().weight.detach().clone()
+    backbone, trimmed, kept = trim_vocabulary(backbone, tokenizer, ["mat ran"])
+    assert kept == [0, 1, 2, 3, 4, 10, 11]
+    ids = trimmed("mat ran")["input_ids"]
+    assert ids == [2, 6, 5, 3] and trimmed.convert_ids_to_tokens(ids) == ["[CLS]", "mat", "ran", "[SEP]"]
+    assert torch.equal(backbone.get_input_embeddings().weight[6], old_rows[11])  # "mat" keeps its vector
+    assert trimmed.cls_token_id == 2 and trimmed.sep_token_id == 3 and trimmed.pad_token_id == 0
+
+
+def test_trimming_a_unigram_tokenizer_remaps_unk_and_specials():
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from optical_core.models.vocab import _remap_tokenizer_json
+
+    pieces = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁a", -1.0), ("▁b", -1.0), ("▁c", -1.0)]
+    backend = Tokenizer(models.Unigram(pieces, unk_id=3))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    spec = json.loads(backend.to_str())
+    out = _remap_tokenizer_json(spec, [0, 2, 3, 6])
+    assert [p[0] for p in out["model"]["vocab"]] == ["<s>", "</s>", "<unk>", "▁c"] and out["model"]["unk_id"] == 2
+    assert out["post_processor"]["special_tokens"]["</s>"]["ids"] == [1]
+    trimmed = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(out)))
+    assert trimmed("c a")["input_ids"] == [0, 3, 2, 1]  # <s> ▁c <unk> </s>
+    with pytest.raises(ValueError, match="Unigram and WordPiece"):
+        _remap_tokenizer_json({"model": {"type": "BPE"}}, [0])
+
+
+def test_token_idf_by_hand(tmp_path):
+    from optical_core.models.vocab import token_idf
+
+    _, tokenizer, _ = _tiny_wordpiece(tmp_path)
+    # N = 3 texts; "the" in 3 (repeats count once), "cat" in 2, "dog" in 1, others in 0
+    idf = token_idf(tokenizer, ["the cat the", "the cat", "the dog"], 12)
+    assert idf[5].item() == pytest.approx(math.log(4 / 4) + 1)
+    assert idf[6].item() == pytest.approx(math.log(4 / 3) + 1)
+    assert idf[7].item() == pytest.approx(math.log(4 / 2) + 1)
+    assert idf[11].item() == pytest.approx(math.log(4 / 1) + 1)
+    assert idf[2].item() == pytest.approx(math.log(4) + 1)  # specials are not counted
+
+
+# ---- what training feeds the losses: masks, teacher targets, the batch plan -------------------------------
+
+def test_tokenize_content_mask_drops_specials_and_padding(tmp_path):
+    from optical_core.models.encoders import tokenize
+
+    _, tokenizer, _ = _tiny_wordpiece(tmp_path)
+    batch = tokenize(tokenizer, ["the cat sat", "dog", ""], max_length=4)  # the first is cut to [CLS] the cat [SEP]
+    assert batch.input_ids.tolist() == [[2, 5, 6, 3], [2, 7, 3, 0], [2, 3, 0, 0]]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0]]
+    assert batch.content_mask.tolist() == [[0, 1, 1, 0], [0, 1, 0, 0], [1, 1, 0, 0]]  # "" keeps its specials
+
+
+def test_teacher_targets_are_raw_mean_pools_and_content_tokens(tmp_path):
+    from optical_core.distil.train import teacher_targets
+    from optical_core.models.encoders import Encoder, tokenize
+
+    _, tokenizer, backbone = _tiny_wordpiece(tmp_path)
+    teacher = Encoder(backbone, tokenizer)
+    english = ["the cat sat", "dog", "the mat"]
+    targets = teacher_targets(teacher, english, max_length=8, device="cpu", batch_size=2)
+    with torch.no_grad():
+        for i, text in enumerate(english):
+            batch = tokenize(tokenizer, [text], 8)
+            hidden = backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state[0]
+            assert torch.allclose(targets.embeddings[i], hidden.mean(0), atol=1e-5)  # specials included, no norm
+            assert torch.allclose(targets.tokens[i], hidden[1:-1], atol=1e-5)  # content tokens only
+            assert targets.input_ids[i].tolist() == batch.input_ids[0, 1:-1].tolist()
+    assert not torch.allclose(targets.embeddings.norm(dim=1), torch.ones(3), atol=0.05)
+    collated = targets.collate([2, 0], "cpu")
+    assert collated.mask.tolist() == [[True, True, False], [True, True, True]]
+    assert collated.input_ids.tolist() == [[5, 11, 0], [5, 6, 8]]
+    assert torch.equal(collated.tokens[0, :2], targets.tokens[2]) and torch.equal(collated.tokens[0, 2], torch.zeros(8))
+    assert torch.equal(collated.embedding, targets.embeddings[[2, 0]])
+
+
+def test_batch_plan_exact_for_a_seed():
+    from optical_core.distil.train import batch_plan
+
+    plan = list(batch_plan(5, 2, 2, seed=0))
+    assert [e for e, _ in plan] == [0, 0, 0, 1, 1, 1]
+    for epoch in (0, 1):
+        batches = [b for e, b in plan if e == epoch]
+        assert [len(b) for b in batches] == [2, 2, 1] and sorted(sum(batches, [])) == [0, 1, 2, 3, 4]
+    first = torch.randperm(5, generator=torch.Generator().manual_seed(0)).tolist()
+    assert plan[0][1] == first[:2] and plan[2][1] == first[4:]
+    assert [b for _, b in batch_plan(5, 2, 2, seed=0, max_steps=4)] == [b for _, b in plan[:4]]
+    assert list(batch_plan(5, 2, 2, seed=1)) != plan
+    bucketed = list(batch_plan(6, 2, 1, seed=0, lengths=[5, 1, 4, 2, 6, 3]))
+    # by length: 1 (id 1), 2 (3), 3 (5), 4 (2), 5 (0), 6 (4): neighbours in length share a batch
+    assert sorted(sorted(b) for _, b in bucketed) == [[0, 4], [1, 3], [2, 5]]
