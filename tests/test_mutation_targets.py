@@ -346,7 +346,7 @@ def _tiny_wordpiece(tmp_path):
     tokenizer = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"))
     torch.manual_seed(0)
     backbone = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                                    intermediate_size=16, max_position_embeddings=32, pad_token_id=0))
+                                    intermediate_size=16, max_position_embeddings=512, pad_token_id=0))
     return vocab, tokenizer, backbone.eval()
 
 
@@ -468,3 +468,52 @@ def test_batch_plan_exact_for_a_seed():
     bucketed = list(batch_plan(6, 2, 1, seed=0, lengths=[5, 1, 4, 2, 6, 3]))
     # by length: 1 (id 1), 2 (3), 3 (5), 4 (2), 5 (0), 6 (4): neighbours in length share a batch
     assert sorted(sorted(b) for _, b in bucketed) == [[0, 4], [1, 3], [2, 5]]
+
+
+# ---- ranking and the learning-curve evaluation ------------------------------------------------------------
+
+def test_rank_returns_the_top_documents_by_cosine_in_order():
+    from optical_core.evaluate.retrieval import rank
+
+    q = T([[1.0, 0.0], [0.0, 1.0]])
+    d = T([[0.6, 0.8], [1.0, 0.0], [-1.0, 0.0], [0.8, 0.6]])
+    run = rank(q, d, ["qa", "qb"], ["d0", "d1", "d2", "d3"], depth=2)
+    assert run == {"qa": pytest.approx({"d1": 1.0, "d3": 0.8}), "qb": pytest.approx({"d0": 0.8, "d3": 0.6})}
+    assert list(run["qa"]) == ["d1", "d3"]
+    assert len(rank(q, d, ["qa", "qb"], ["d0", "d1", "d2", "d3"], depth=100)["qa"]) == 4  # depth capped at |docs|
+
+
+def _tiny_encoder(tmp_path, seed):
+    from optical_core.models.encoders import Encoder
+
+    _, tokenizer, backbone = _tiny_wordpiece(tmp_path)
+    torch.manual_seed(seed)
+    for p in backbone.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    return Encoder(backbone.eval(), tokenizer)
+
+
+def test_curve_evaluator_scores_student_queries_against_teacher_documents(tmp_path, data_dir):
+    """The wiring, step by step: student encodes the task's queries in qid order, the teacher its documents,
+    cosine ranking, the task's metrics per query, and the query cosine of the student's embeddings."""
+    from optical_core.data.clir import build_collection
+    from optical_core.evaluate.curves import CurveEvaluator
+    from optical_core.evaluate.retrieval import metrics_for, per_query_metrics, rank
+    from optical_core.settings import DOC_MAX_LENGTH, QUERY_MAX_LENGTH
+
+    # the tiny vocabulary knows "the", "cat", ...: NTREX text becomes mostly [UNK], but the two encoders differ
+    teacher, student = _tiny_encoder(tmp_path, 1), _tiny_encoder(tmp_path, 2)
+    evaluator = CurveEvaluator(teacher, "hau", ("headline",))
+    got = evaluator.score(7, student, "headline")
+    c = build_collection("headline", "hau")
+    qids = list(c.queries)
+    with torch.no_grad():
+        q = student.encode([c.queries[i] for i in qids], max_length=QUERY_MAX_LENGTH)
+        d = teacher.encode(list(c.documents.values()), max_length=DOC_MAX_LENGTH)
+    expected = per_query_metrics(c.qrels, rank(q, d, qids, list(c.documents)), metrics_for("headline"))
+    assert (got.step, got.task) == (7, "headline") and got.seconds > 0
+    pd_testing = pytest.importorskip("pandas").testing
+    pd_testing.assert_frame_equal(got.scores, expected)
+    assert got.query_cosine == pytest.approx(mean_pairwise_cosine(q), abs=1e-6)
+    assert evaluator.alignment_pairs[0][-1] != evaluator.alignment_pairs[1][-1]  # LR query, English translation
+    assert len(evaluator.alignment_pairs[0]) == 64
