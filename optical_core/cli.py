@@ -160,7 +160,7 @@ def cmd_evaluate(args) -> None:
           f"{len(collection.documents)} documents", file=sys.stderr)
     scores = {"checkpoint": score_student(encoder, teacher, collection)}
     untrained = initial_student(manifest.config, teacher).encoder
-    scores.update(score_baselines(teacher, collection, untrained, which=tuple(args.baselines or BASELINES)))
+    scores.update(score_baselines(teacher, collection, untrained, which=tuple(BASELINES if args.baselines is None else args.baselines)))
     table = summary_table(scores, reference="checkpoint")
     out = Path(args.out or Path(args.checkpoint) / f"eval_{args.task}_{lang}")
     write_per_query(scores, out)
@@ -195,10 +195,30 @@ def cmd_sweep(args) -> None:
     print(f"{status['done']} of {status['cells']} cells done, {len(status['failed'])} failed; results in {out}")
 
 
+def existing_sweep(path, what: str = "sweep") -> Path:
+    """A sweep folder that exists (it holds cells/ or a results table), else a one-line DataError."""
+    from optical_core.errors import DataError
+
+    folder = Path(path)
+    if not (folder / "cells").is_dir() and not (folder / "results.csv").is_file():
+        raise DataError(f"{folder}: no {what} there (expected a folder with cells/ or results.csv)")
+    return folder
+
+
+def known_metric(metric: str) -> str:
+    from optical_core.errors import DataError
+    from optical_core.settings import TASK_METRICS
+
+    known = sorted({m for metrics in TASK_METRICS.values() for m in metrics})
+    if metric not in known:
+        raise DataError(f"unknown metric '{metric}'; choose one of {', '.join(known)}")
+    return metric
+
+
 def cmd_analyse(args) -> None:
     from optical_core.study.summary import analyse_sweep
 
-    summary = analyse_sweep(Path(args.sweep), metric=args.metric, export_to=Path(args.export) if args.export else None)
+    summary = analyse_sweep(existing_sweep(args.sweep), metric=known_metric(args.metric), export_to=Path(args.export) if args.export else None)
     print(summary.verdict)
     _print_table(summary.slopes.round(4))
 
@@ -208,7 +228,7 @@ def cmd_publish(args) -> None:
     from optical_core.study.summary import analyse_sweep, publish_sweep
     from optical_core.study.sweep import grid_cells, load_sweep_config, write_results
 
-    sweep, dest = Path(args.sweep), Path(args.dest)
+    sweep, dest = existing_sweep(args.sweep), Path(args.dest)
     if args.config:
         write_results(sweep, grid_cells(load_sweep_config(args.config)))  # refresh the table from the cells
     publish_sweep(sweep, dest)
@@ -222,7 +242,8 @@ def cmd_publish(args) -> None:
 def cmd_report(args) -> None:
     from optical_core.study.report import write_curve_report
 
-    print(write_curve_report(Path(args.sweep), Path(args.out) if args.out else None, metric=args.metric))
+    print(write_curve_report(existing_sweep(args.sweep), Path(args.out) if args.out else None,
+                             metric=known_metric(args.metric)))
 
 
 def cmd_ablation(args) -> None:
@@ -264,7 +285,8 @@ def cmd_compare(args) -> None:
 
     from optical_core.study.curves import compare_sweeps
 
-    table = pd.concat([compare_sweeps(args.sweep_a, args.sweep_b, args.metric, task) for task in args.tasks],
+    a, b, metric = existing_sweep(args.sweep_a), existing_sweep(args.sweep_b), known_metric(args.metric)
+    table = pd.concat([compare_sweeps(a, b, metric, task) for task in args.tasks],
                       ignore_index=True)
     if args.out:
         table.to_csv(args.out, index=False)

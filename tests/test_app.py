@@ -217,9 +217,6 @@ def test_checkpoints_page_lists_a_broken_checkpoint_and_keeps_working(app_env):
     assert len(app_errors) == 5  # one line per unreadable app checkpoint, none for the readable ones
 
 
-@pytest.mark.xfail(strict=True, reason="all_checkpoints() lists every folder of a sweep cell (its per_query/) as a "
-                   "checkpoint, not only cells/<cell>/checkpoint: the quick sweep (keep_checkpoints = false) adds 9 "
-                   "'config.json is missing' errors to the Checkpoints page")
 def test_checkpoints_page_lists_no_sweep_folder_that_is_not_a_checkpoint(app_env):
     at = open_page("pages/checkpoints.py")
     # the quick sweep keeps no checkpoints: nothing of it belongs on this page

@@ -180,6 +180,8 @@ def test_a_language_without_data_is_one_line(capsys):
     assert code == 2 and out == ""
     assert err.startswith("error: no NTREX-128 text for language 'qqq' (no file ")
     assert err.count("\n") == 1 and "available: " in err
+    code, out, err = run(["data", "--langs", "qqq"], capsys)
+    assert (code, out, err) == (2, "", "error: no MAFAND bitext and no NTREX-128 text for language 'qqq'\n")
 
 
 # --- sweeps that do not exist ---------------------------------------------------------------------------------
@@ -191,11 +193,6 @@ def test_ablation_of_a_sweep_that_does_not_exist(tmp_path, capsys):
                  f"{missing} has no finished cells")
 
 
-MISSING_SWEEP_BUG = ("cli.main catches OpticalError and ValueError only: a sweep folder that does not exist ends "
-                     "in a FileNotFoundError (analyse, report, publish) or AttributeError (compare) traceback")
-
-
-@pytest.mark.xfail(strict=True, raises=(FileNotFoundError, AttributeError, AssertionError), reason=MISSING_SWEEP_BUG)
 @pytest.mark.parametrize("argv", [["analyse", "--sweep", "{missing}"],
                                   ["report", "--sweep", "{missing}", "--out", "{tmp}/report"],
                                   ["publish", "--sweep", "{missing}", "--dest", "{tmp}/published"],
@@ -206,8 +203,6 @@ def test_a_sweep_that_does_not_exist_is_one_line(tmp_path, capsys, argv):
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and str(missing) in err
 
 
-@pytest.mark.xfail(strict=True, raises=(KeyError, AssertionError),
-                   reason="analyse --metric with an unknown metric ends in KeyError('family'), not a one-line error")
 def test_analyse_with_an_unknown_metric_is_one_line(capsys):
     code, _, err = run(["analyse", "--sweep", PROJECT / "results" / "pilot", "--metric", "bogus"], capsys)
     assert code == 2 and err.startswith("error: ") and "bogus" in err

@@ -224,6 +224,9 @@ def test_dedup_drops_exact_and_ngram_overlaps_on_either_side():
     assert clean.source == ["paka", "salama"] and clean.target == ["cat", "one two three four"]
     exact_target = Bitext("xx", ["a"], ["the cat sat on the mat, today"], origin=("train",))
     assert remove_heldout_overlap(exact_target, heldout)[1].dropped_exact == 1
+    # a punctuation-only held-out line (amh NTREX has "።") normalises to "": it must not match every empty line
+    punctuation = Bitext("xx", ["...", "ok"], ["!", "fine"], origin=("train",) * 2)
+    assert remove_heldout_overlap(punctuation, ["።"])[1].kept == 2
 
 
 # ---- the analysis: exact bootstrap bounds, pairing, the verdict's words -------------------------------------

@@ -132,7 +132,8 @@ def remove_heldout_overlap(bitext: Bitext, heldout: list[str], ngram: int = 8) -
 
     This is what keeps NTREX (either side) out of training.
     """
-    exact = {normalise(t) for t in heldout}
+    # a held-out line of punctuation only ("።") normalises to "": it matches no real sentence, only empty ones
+    exact = {normalise(t) for t in heldout} - {""}
     grams: set[tuple[str, ...]] = set()
     for t in heldout:
         grams |= word_ngrams(t, ngram)

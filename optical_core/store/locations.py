@@ -63,6 +63,8 @@ def all_checkpoints() -> list[CheckpointEntry]:
     if root.is_dir():
         for sweep in sorted(p for p in root.iterdir() if (p / "cells").is_dir()):
             for cell in sorted((sweep / "cells").iterdir()):
+                # only a cell's checkpoint/ folder is a checkpoint (per_query/ and the records are not)
                 for e in list_checkpoints(cell):
-                    entries.append(CheckpointEntry(f"{sweep.name}/{cell.name}", e.path, e.manifest, e.error))
+                    if e.path.name == "checkpoint":
+                        entries.append(CheckpointEntry(f"{sweep.name}/{cell.name}", e.path, e.manifest, e.error))
     return entries

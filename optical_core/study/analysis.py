@@ -120,6 +120,7 @@ def ols_slope(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, sc
     x, y = np.asarray(x, float), np.asarray(y, float)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
+    groups = np.asarray(groups) if groups is not None else None
     levels = np.unique(groups[keep]) if groups is not None else np.array([0])
     intercepts = (np.asarray(groups)[keep][:, None] == levels[None, :]).astype(float) if groups is not None \
         else np.ones((len(x), 1))

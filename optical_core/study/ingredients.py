@@ -71,6 +71,8 @@ def data_table(langs: list[str] | None = None) -> pd.DataFrame:
                        siblings_queries=len(sib.queries), siblings_passages=len(sib.documents),
                        siblings_relevant_per_query=round(sum(map(len, sib.qrels.values())) / len(sib.qrels), 2))
         except DataError:
+            if row["training_source"].startswith("none"):
+                raise DataError(f"no MAFAND bitext and no NTREX-128 text for language '{lang}'") from None
             row.update(headline_queries=0)
         rows.append(row)
     table = pd.DataFrame(rows)
