@@ -520,3 +520,45 @@ def test_curve_evaluator_scores_student_queries_against_teacher_documents(tmp_pa
     assert got.query_cosine == pytest.approx(mean_pairwise_cosine(q), abs=1e-6)
     assert evaluator.alignment_pairs[0][-1] != evaluator.alignment_pairs[1][-1]  # LR query, English translation
     assert len(evaluator.alignment_pairs[0]) == 64
+
+
+def _noisy_pair(n=30, seed=5):
+    rng = np.random.default_rng(seed)
+    b = rng.uniform(0, 1, n)
+    return b + rng.normal(0.05, 0.2, n), b
+
+
+def test_significance_is_reproducible_and_uses_its_arguments():
+    """Same seed, same numbers (published tables depend on it); the defaults are the documented ones (5000
+    resamples, seed 0); the resample count and the seed are passed on, not ignored."""
+    a, b = _noisy_pair()
+    first = paired_comparison(a, b)
+    assert paired_comparison(a, b) == first
+    assert paired_comparison(a, b, n_resamples=5000, seed=0) == first
+    other_seed = paired_comparison(a, b, seed=1)
+    assert (other_seed.p_value, other_seed.ci_low) != (first.p_value, first.ci_low)
+    fewer = paired_comparison(a, b, n_resamples=500)
+    assert (fewer.p_value, fewer.ci_low) != (first.p_value, first.ci_low)
+    x = a - b
+    assert mean_ci(x) == mean_ci(x) == mean_ci(x, n_resamples=2000, seed=0, level=0.95)
+    assert mean_ci(x, seed=1) != mean_ci(x) and mean_ci(x, n_resamples=500) != mean_ci(x)
+
+
+def test_paired_comparison_rejects_what_it_cannot_pair():
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_comparison([], [])
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_comparison(np.ones((2, 2)), np.ones((2, 2)))
+    one = paired_comparison([1.0], [0.0])  # a single query is allowed: p = 1 (both signs are as extreme)
+    assert (one.difference, one.p_value, one.n) == (1.0, 1.0, 1)
+    # a constant non-zero difference is still tested: (1, 1, 1, 1) -> p = 2/16
+    assert paired_comparison(np.ones(4) + 1, np.ones(4)).p_value == pytest.approx(2 / 16)
+
+
+def test_ridge_shrinkage_is_scaled_by_the_mean_eigenvalue_in_two_dimensions():
+    """X columns centred: x1 = (-1, 1, -1, 1), x2 = (-1, -1, 1, 1) -> gram = 4 I, trace / d = 4, so lambda =
+    0.5 * 4 = 2 and W = Xc'Yc / (4 + 2). With Y = 3 x1 - x2: Xc'Yc = (12, -4) -> W = (2, -2/3)."""
+    X = T([[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]])
+    Y = (X @ T([3.0, -1.0]))[:, None]
+    weight, bias = ridge_head(X, Y, shrinkage=0.5)
+    assert torch.allclose(weight, T([[2.0, -2 / 3]]), atol=1e-6) and torch.allclose(bias, T([0.0]), atol=1e-6)

@@ -38,7 +38,7 @@ def paired_comparison(a, b, n_resamples: int = 5000, seed: int = 0) -> PairedCom
         raise ValueError(f"paired comparison needs two equal-length, non-empty score lists ({a.shape} vs {b.shape})")
     diff = a - b
     mean, low, high = mean_ci(diff, n_resamples, seed)
-    if np.all(diff == 0):
+    if np.all(diff == 0) or len(diff) == 1:  # one pair: both sign flips are as extreme, so p = 1 exactly
         p = 1.0
     else:
         p = float(stats.permutation_test((a, b), lambda x, y: np.mean(x - y), permutation_type="samples",
