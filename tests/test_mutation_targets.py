@@ -493,7 +493,7 @@ def _tiny_encoder(tmp_path, seed):
     torch.manual_seed(seed)
     for p in backbone.parameters():
         torch.nn.init.normal_(p, std=0.5)
-    return Encoder(backbone.eval(), tokenizer)
+    return Encoder(backbone, tokenizer).eval()  # as load_teacher returns it: no dropout
 
 
 def test_curve_evaluator_scores_student_queries_against_teacher_documents(tmp_path, data_dir):
@@ -562,3 +562,30 @@ def test_ridge_shrinkage_is_scaled_by_the_mean_eigenvalue_in_two_dimensions():
     Y = (X @ T([3.0, -1.0]))[:, None]
     weight, bias = ridge_head(X, Y, shrinkage=0.5)
     assert torch.allclose(weight, T([[2.0, -2 / 3]]), atol=1e-6) and torch.allclose(bias, T([0.0]), atol=1e-6)
+
+
+def test_curve_diagnostics_score_the_fixed_dev_pairs_in_eval_mode(tmp_path, data_dir):
+    from optical_core.distil.alignment import alignment_scores
+    from optical_core.evaluate.curves import CurveEvaluator
+
+    teacher, student = _tiny_encoder(tmp_path, 1), _tiny_encoder(tmp_path, 2)
+    objective = Objective(LossConfig(method="ot"))
+    evaluator = CurveEvaluator(teacher, "hau", ("headline",))
+    student.train()
+    got = evaluator.diagnose(student, objective, max_length=16)
+    assert student.training  # restored after scoring in eval mode
+    student.eval()
+    expected = alignment_scores(student, teacher, objective, *evaluator.alignment_pairs, 16)
+    assert got == pytest.approx(dict(plan_sharpness=expected.plan_sharpness, identical_share=expected.identical_share,
+                                     identical_chance=expected.identical_chance), nan_ok=True)
+    evaluator.alignment_pairs = None  # a language without a dev split: no diagnostics, said with nan
+    assert all(math.isnan(v) for v in evaluator.diagnose(student, objective, 16).values())
+    assert set(evaluator.diagnose(student, objective, 16)) == {"plan_sharpness", "identical_share", "identical_chance"}
+
+
+def test_slopes_frame_has_one_row_per_slope_with_its_verdict_on_zero():
+    from optical_core.study.analysis import Slope, slopes_frame
+
+    frame = slopes_frame([Slope("pooled", "gain", 0.1, 0.05, 0.15, 0.01, 12), Slope("swa", "gain", 0.1, -0.1, 0.3, 0.4, 4)])
+    assert frame.scope.tolist() == ["pooled", "swa"] and frame.spans_zero.tolist() == [False, True]
+    assert frame.loc[0, ["slope", "ci_low", "ci_high", "p_value", "n", "y"]].tolist() == [0.1, 0.05, 0.15, 0.01, 12, "gain"]
