@@ -589,3 +589,81 @@ def test_slopes_frame_has_one_row_per_slope_with_its_verdict_on_zero():
     frame = slopes_frame([Slope("pooled", "gain", 0.1, 0.05, 0.15, 0.01, 12), Slope("swa", "gain", 0.1, -0.1, 0.3, 0.4, 4)])
     assert frame.scope.tolist() == ["pooled", "swa"] and frame.spans_zero.tolist() == [False, True]
     assert frame.loc[0, ["slope", "ci_low", "ci_high", "p_value", "n", "y"]].tolist() == [0.1, 0.05, 0.15, 0.01, 12, "gain"]
+
+
+def test_bm25_run_by_hand():
+    """BM25 as bm25s' default ("lucene": k1 = 1.5, b = 0.75, no (k1 + 1) factor): "cat" is in 2 of 4 documents,
+    idf = ln(1 + (4 - 2 + 0.5) / (2 + 0.5)) = ln 2; a single match in a document of average length scores
+    idf * tf / (tf + k1) = ln 2 / 2.5. English stop words never match."""
+    from optical_core.evaluate.retrieval import bm25_run
+
+    documents = {"d0": "cat sat", "d1": "dog ran", "d2": "cat dog", "d3": "bird flew"}
+    queries = {"q_the": "the of", "q_cat": "cat", "q_none": "zebra", "q_dog_cat": "dog cat"}
+    run = bm25_run(queries, documents, depth=2)
+    assert list(run) == ["q_the", "q_cat", "q_none", "q_dog_cat"]
+    assert run["q_the"] == {} and run["q_none"] == {}  # stop words only; an unknown word
+    assert list(run["q_cat"]) == ["d0", "d2"]  # tie: the documents' order; d1, d3 score 0 and are left out
+    one_match = math.log(1 + (4 - 2 + 0.5) / (2 + 0.5)) / 2.5
+    assert run["q_cat"]["d0"] == pytest.approx(one_match, rel=1e-5)
+    assert list(run["q_dog_cat"]) == ["d2", "d0"] and run["q_dog_cat"]["d2"] == pytest.approx(2 * one_match, rel=1e-5)
+    many = {f"d{i:02d}": "cat" for i in range(40)}  # 40 tied documents: a stable sort keeps their order
+    assert list(bm25_run({"q": "cat"}, many, depth=5)["q"]) == ["d00", "d01", "d02", "d03", "d04"]
+
+
+def _reference_seed_query_bootstrap(matrices, n_boot, seed):
+    """The seed x query bootstrap spelled out with loops: one draw of seeds and queries per resample, shared by
+    every matrix (paired), the mean over resampled seeds of the mean over resampled queries."""
+    rng = np.random.default_rng(seed)
+    n_seeds, n_queries = matrices[0].shape
+    seeds = rng.integers(0, n_seeds, (n_boot, n_seeds))
+    queries = rng.integers(0, n_queries, (n_boot, n_queries))
+    return [np.array([np.mean([m[s, queries[i]].mean() for s in seeds[i]]) for i in range(n_boot)]) for m in matrices]
+
+
+def test_accuracy_table_matches_a_loop_bootstrap_and_keeps_to_its_rows(tmp_path):
+    import pandas as pd
+
+    from optical_core.study.analysis import accuracy_table
+
+    rng = np.random.default_rng(11)
+    kd = rng.uniform(0, 1, (2, 20))
+    ot = rng.uniform(0, 1, (1, 20))
+    q = [f"q{i:02d}" for i in range(20)]
+    rows = _cells(tmp_path, [("ot", 0, dict(zip(q, ot[0])))])  # listed first: the table sorts its groups
+    rows = pd.concat([rows, _cells(tmp_path, [("kd", s, dict(zip(q, kd[s]))) for s in (0, 1)])], ignore_index=True)
+    baseline = rows.iloc[0].to_dict() | dict(family="baseline", method="bm25", cell_id="bm25")
+    ndcg = rows.iloc[1].to_dict() | dict(metric="ndcg@10")
+    results = pd.concat([rows, pd.DataFrame([baseline, ndcg])], ignore_index=True)
+    table = accuracy_table(results, tmp_path, n_boot=300)
+    assert table.method.tolist() == ["kd", "ot"] and table.metric.tolist() == ["mrr@10", "mrr@10"]
+    (kd_boot,) = _reference_seed_query_bootstrap([kd], 300, 0)
+    row = table.iloc[0]
+    assert row["mean"] == pytest.approx(kd.mean())
+    assert (row.ci_low, row.ci_high) == pytest.approx((np.percentile(kd_boot, 2.5), np.percentile(kd_boot, 97.5)))
+    assert table.iloc[1].n_seeds == 1
+    assert accuracy_table(results, tmp_path).equals(accuracy_table(results, tmp_path, n_boot=1000, seed=0))
+    assert not accuracy_table(results, tmp_path, seed=1).equals(accuracy_table(results, tmp_path))
+
+
+def test_gain_table_matches_a_loop_bootstrap(tmp_path):
+    import pandas as pd
+
+    from optical_core.study.analysis import gain_table
+
+    rng = np.random.default_rng(12)
+    kd, ot = rng.uniform(0.2, 1, (2, 15)), rng.uniform(0.2, 1, (2, 15))
+    q = [f"q{i:02d}" for i in range(15)]
+    results = _cells(tmp_path, [(m, s, dict(zip(q, x[s]))) for m, x in (("kd", kd), ("ot", ot)) for s in (0, 1)])
+    other_lang = results.assign(lang="aa")  # sorted first
+    table = gain_table(pd.concat([results, other_lang], ignore_index=True), tmp_path, n_boot=300)
+    assert table.lang.tolist() == ["aa", "xx"]
+    row = table.iloc[0]
+    kd_boot, ot_boot = _reference_seed_query_bootstrap([kd, ot], 300, 0)
+    gain = (ot_boot - kd_boot) / kd_boot
+    assert (row.gain_ci_low, row.gain_ci_high) == pytest.approx((np.percentile(gain, 2.5), np.percentile(gain, 97.5)))
+    assert (row.abs_ci_low, row.abs_ci_high) == pytest.approx(
+        (np.percentile(ot_boot - kd_boot, 2.5), np.percentile(ot_boot - kd_boot, 97.5)))
+    assert row.gain == pytest.approx((ot.mean() - kd.mean()) / kd.mean())
+    assert (row.params_total, row.params_non_embedding) == (30_000_000, 2_000_000)
+    assert gain_table(results, tmp_path).equals(gain_table(results, tmp_path, n_boot=1000, seed=0))
+    assert not gain_table(results, tmp_path, seed=1).equals(gain_table(results, tmp_path))
