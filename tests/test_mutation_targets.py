@@ -336,9 +336,12 @@ def test_verdict_text_for_a_crafted_study(tmp_path):
         "size: slope +0.100 per 10x non-embedding parameters (95% CI +0.100 to +0.100, "
         f"p = {slopes[0].p_value:.2g}, n = 12). "
         "Per language, the slope's CI excludes zero for aaa, bbb, ccc. Budget: 400 steps.")
+    assert [(s.scope, s.y) for s in slopes] == [("pooled", "gain"), ("aaa", "gain"), ("bbb", "gain"), ("ccc", "gain")]
+    assert {s.y for s in scaling_slopes(gains, y="abs_diff")} == {"abs_diff"}
     shrinking = gain_table(crafted_study(tmp_path, slope_per_decade=-0.1), tmp_path, n_boot=50)
-    assert "The gain shrinks with student size: slope -0.100" in verdict(scaling_slopes(shrinking), shrinking,
-                                                                         "mrr@10", "fam")
+    text = verdict(scaling_slopes(shrinking), shrinking, "mrr@10", "fam")
+    assert "The gain shrinks with student size: slope -0.100" in text
+    assert text.endswith(" Per language, the slope's CI excludes zero for aaa, bbb, ccc.")  # no note: nothing after
 
 
 # ---- vocabulary trimming and idf on tiny hand-built tokenizers ---------------------------------------------
