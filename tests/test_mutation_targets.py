@@ -672,3 +672,50 @@ def test_gain_table_matches_a_loop_bootstrap(tmp_path):
     assert (row.params_total, row.params_non_embedding) == (30_000_000, 2_000_000)
     assert gain_table(results, tmp_path).equals(gain_table(results, tmp_path, n_boot=1000, seed=0))
     assert not gain_table(results, tmp_path, seed=1).equals(gain_table(results, tmp_path))
+
+
+def _gains(langs, sizes, gain=0.05, **floors):
+    import pandas as pd
+
+    return pd.DataFrame([dict(lang=lang, params_non_embedding=p, gain=gain, **floors) for lang in langs for p in sizes])
+
+
+def test_verdict_sentences_for_each_case():
+    from optical_core.study.analysis import Slope, verdict
+
+    nan = float("nan")
+    one_lang = _gains(["swa"], [2_000_000, 21_300_000])
+    text = verdict([Slope("pooled", "gain", nan, nan, nan, nan, 2)], one_lang, "mrr@10", "me5")
+    assert text == ("Across 2 me5 student sizes (2.0M to 21.3M non-embedding parameters) and 1 language (swa), the "
+                    "relative gain of OT over KD in mrr@10 averages +5.0%. There are too few sizes to estimate how the "
+                    "gain changes with size.")
+    spans = [Slope("pooled", "gain", 0.012, -0.02, 0.044, 0.41, 10), Slope("swa", "gain", 0.01, -0.1, 0.12, 0.8, 5),
+             Slope("yor", "gain", nan, nan, nan, nan, 2)]
+    text = verdict(spans, _gains(["swa", "yor"], [2e6, 4e6, 8e6, 12e6, 21e6], gain=-0.1), "ndcg@10", "me5")
+    assert text == ("Across 5 me5 student sizes (2.0M to 21.0M non-embedding parameters) and 2 languages (swa, yor), the "
+                    "relative gain of OT over KD in ndcg@10 averages -10.0%. Its slope on log10(non-embedding params) is "
+                    "+0.012 per 10x parameters (95% CI -0.020 to +0.044, p = 0.41, n = 10): no detectable effect of "
+                    "student size on the OT-vs-KD gain. Per language, no slope's CI excludes zero.")
+    no_per_language = [Slope("pooled", "gain", -0.05, -0.09, -0.01, 0.02, 6), Slope("swa", "gain", nan, nan, nan, nan, 2)]
+    text = verdict(no_per_language, _gains(["swa"], [2e6, 4e6]), "mrr@10", "me5")
+    assert text.endswith("The gain shrinks with student size: slope -0.050 per 10x non-embedding parameters "
+                         "(95% CI -0.090 to -0.010, p = 0.02, n = 6).")
+
+
+def test_verdict_cautions_about_floor_level_cells():
+    from optical_core.study.analysis import Slope, verdict
+
+    pooled = [Slope("pooled", "gain", 0.01, -0.02, 0.04, 0.5, 4)]
+    gains = _gains(["swa"], [2e6, 4e6, 8e6, 12e6], kd_above_floor=True, ot_above_floor=False)
+    gains.loc[gains.params_non_embedding <= 4e6, "kd_above_floor"] = False
+    text = verdict(pooled, gains, "mrr@10", "me5")
+    assert text.endswith(" Caution: in 2 of 4 size-language cells neither objective beats the untrained student "
+                         "(p < 0.05), so the gain there compares two floor-level students (sizes 2.0M, 4.0M). OT beats "
+                         "the untrained student in none of the cells at this budget.")
+    gains.loc[0, "ot_above_floor"] = True  # OT beats its start in one cell: no "none of the cells" sentence
+    gains.loc[0, "kd_above_floor"] = True
+    assert verdict(pooled, gains, "mrr@10", "me5").endswith(
+        " Caution: in 1 of 4 size-language cells neither objective beats the untrained student (p < 0.05), so the "
+        "gain there compares two floor-level students (sizes 4.0M).")
+    above = _gains(["swa"], [2e6, 4e6], kd_above_floor=True, ot_above_floor=True)
+    assert "Caution" not in verdict(pooled, above, "mrr@10", "me5")
