@@ -315,8 +315,10 @@ def test_ols_slope_by_hand_and_degenerate_cases():
     s = ols_slope(np.array([0.0, 1.0, 2.0]), np.array([0.5, -1.0, 0.5]))
     assert s.slope == pytest.approx(0.0, abs=1e-12) and s.p_value == pytest.approx(1.0)
     assert s.ci_high == pytest.approx(12.7062047 * math.sqrt(0.75), rel=1e-6) and s.spans_zero
-    flat = ols_slope(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0]))
-    assert math.isnan(flat.slope) and flat.n == 3
+    assert (s.scope, s.y) == ("", "")  # nothing named: nothing invented
+    flat = ols_slope(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0]), scope="swa", y_name="gain")
+    assert all(math.isnan(v) for v in (flat.slope, flat.ci_low, flat.ci_high, flat.p_value))
+    assert (flat.scope, flat.y, flat.n) == ("swa", "gain", 3)
     # non-finite points are dropped before fitting
     s = ols_slope(np.array([0.0, 1.0, np.nan, 2.0]), np.array([1.0, 3.0, 7.0, 5.0]))
     assert s.slope == pytest.approx(2.0) and s.n == 3
