@@ -316,6 +316,11 @@ def test_ols_slope_by_hand_and_degenerate_cases():
     assert s.slope == pytest.approx(0.0, abs=1e-12) and s.p_value == pytest.approx(1.0)
     assert s.ci_high == pytest.approx(12.7062047 * math.sqrt(0.75), rel=1e-6) and s.spans_zero
     assert (s.scope, s.y) == ("", "")  # nothing named: nothing invented
+    # one language pooled: its intercept is the common one, so the fit equals the ungrouped fit
+    x, y = np.array([0.0, 1.0, 2.0, 3.0]), np.array([1.0, 2.5, 5.5, 6.0])
+    single, plain = ols_slope(x, y, np.array(["swa"] * 4)), ols_slope(x, y)
+    assert (single.slope, single.ci_low, single.p_value) == pytest.approx((plain.slope, plain.ci_low, plain.p_value))
+    assert plain.slope == pytest.approx(1.8)  # sum (x - 1.5)(y - 3.75) / sum (x - 1.5)^2 = 9 / 5
     flat = ols_slope(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0]), scope="swa", y_name="gain")
     assert all(math.isnan(v) for v in (flat.slope, flat.ci_low, flat.ci_high, flat.p_value))
     assert (flat.scope, flat.y, flat.n) == ("swa", "gain", 3)
