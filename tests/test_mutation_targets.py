@@ -726,3 +726,38 @@ def test_verdict_cautions_about_floor_level_cells():
         "gain there compares two floor-level students (sizes 4.0M).")
     above = _gains(["swa"], [2e6, 4e6], kd_above_floor=True, ot_above_floor=True)
     assert "Caution" not in verdict(pooled, above, "mrr@10", "me5")
+
+
+def test_plan_sharpness_counts_only_tokens_with_mass():
+    """Two real student tokens (two padded) against three teacher tokens: KL = (2/3) ln 2 and min(n, m) = 2, so
+    sharpness = 2/3; counting the padded tokens would divide by ln 3. The second pair (4 x 3, independent
+    plan) has sharpness 0 and different counts, so counts must be per pair."""
+    a = T([[0.5, 0.5, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25]])
+    b = T([[1 / 3, 1 / 3, 1 / 3], [1 / 3, 1 / 3, 1 / 3]])
+    P = torch.stack([T([[1 / 3, 1 / 6, 0.0], [0.0, 1 / 6, 1 / 3], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]),
+                     a[1][:, None] * b[1][None, :]])
+    assert torch.allclose(plan_sharpness(P, a, b), T([2 / 3, 0.0]), atol=1e-6)
+    assert torch.allclose(plan_sharpness(P.transpose(1, 2), b, a), T([2 / 3, 0.0]), atol=1e-6)  # the teacher side
+
+
+def test_gain_table_filters_metric_and_method_and_skips_only_unpaired_sizes(tmp_path):
+    import pandas as pd
+
+    from optical_core.study.analysis import gain_table
+
+    q = {"q0": 0.5, "q1": 0.25}
+    paired = _cells(tmp_path, [("kd", 0, q), ("ot", 0, {"q0": 0.75, "q1": 0.25}), ("untrained", 0, q)])
+    unpaired = _cells(tmp_path, [("kd", 3, q), ("ot", 4, q)]).assign(lang="aa")  # sorted first, skipped
+    ndcg = paired[paired.method != "untrained"].assign(metric="ndcg@10")
+    table = gain_table(pd.concat([unpaired, paired, ndcg], ignore_index=True), tmp_path, n_boot=50)
+    assert table.lang.tolist() == ["xx"] and table.metric.tolist() == ["mrr@10"]
+    assert (table.iloc[0].n_seeds, table.iloc[0].kd_mean, table.iloc[0].ot_mean) == (1, 0.375, 0.5)
+
+
+def test_ols_slope_with_an_exact_fit():
+    from optical_core.study.analysis import ols_slope
+
+    exact = ols_slope(np.array([-1.0, 1.0, -1.0, 1.0]), np.array([-1.0, 1.0, -1.0, 1.0]))
+    assert (exact.slope, exact.ci_low, exact.ci_high, exact.p_value) == (1.0, 1.0, 1.0, 0.0)
+    flat = ols_slope(np.array([0.0, 1.0, 2.0]), np.zeros(3))
+    assert (flat.slope, flat.p_value, flat.spans_zero) == (0.0, 1.0, True)
