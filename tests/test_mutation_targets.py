@@ -761,3 +761,53 @@ def test_ols_slope_with_an_exact_fit():
     assert (exact.slope, exact.ci_low, exact.ci_high, exact.p_value) == (1.0, 1.0, 1.0, 0.0)
     flat = ols_slope(np.array([0.0, 1.0, 2.0]), np.zeros(3))
     assert (flat.slope, flat.p_value, flat.spans_zero) == (0.0, 1.0, True)
+
+
+def _tiny_student(tmp_path, head_init="ridge", projection=True):
+    from optical_core.models.encoders import Encoder
+    from optical_core.models.students import Student
+    from optical_core.settings import StudentSpec
+
+    _, tokenizer, backbone = _tiny_wordpiece(tmp_path)
+    torch.manual_seed(3)
+    for p in backbone.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    head = torch.nn.Linear(8, 4) if projection else None
+    encoder = Encoder(backbone, tokenizer, head).train()
+    return Student(StudentSpec("me5", 1, head_init=head_init), encoder, params=None, original_vocab_size=12)
+
+
+def test_pooled_features_are_the_backbones_mean_pool_without_dropout(tmp_path):
+    from optical_core.distil.train import pooled_features
+
+    student = _tiny_student(tmp_path)
+    texts = ["the cat sat", "dog ran mat the cat"]
+    X = pooled_features(student, texts, max_length=4, device="cpu", batch_size=1)
+    assert student.encoder.training  # restored
+    student.encoder.eval()
+    with torch.no_grad():
+        for i, text in enumerate(texts):
+            batch = student.encoder.tokenize([text], 4)
+            assert batch.input_ids.shape[1] == 4  # cut to max_length
+            hidden = student.encoder.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+            assert torch.allclose(X[i], hidden.last_hidden_state[0].mean(0), atol=1e-5)
+    assert X.shape == (2, 8)  # the backbone's width, before the projection head
+
+
+def test_fit_head_sets_the_projection_to_the_closed_form_map(tmp_path):
+    from optical_core.distil.train import TeacherTargets, fit_head, pooled_features
+
+    texts = ["the cat", "dog ran", "cat sat mat", "the dog", "mat", "ran the cat"]
+    bitext = Bitext("xx", texts, texts, origin=("train",) * 6)
+    targets = TeacherTargets([], torch.randn(6, 4, generator=torch.Generator().manual_seed(0)), [])
+    student = _tiny_student(tmp_path)
+    fit_head(student, bitext, targets, max_length=3, device="cpu")  # 3: the features are cut as training cuts
+    weight, bias = ridge_head(pooled_features(student, texts, 3, "cpu"), targets.embeddings)
+    assert torch.allclose(student.encoder.projection.weight, weight, atol=1e-5)
+    assert torch.allclose(student.encoder.projection.bias, bias, atol=1e-5)
+    assert student.notes == ["projection head: closed-form ridge fit on the 6 training pairs (mean-pooled student "
+                             "features -> the teacher's mean-pooled embeddings)"]
+    for kept in (_tiny_student(tmp_path, head_init="random"), _tiny_student(tmp_path, projection=False)):
+        before = {k: v.clone() for k, v in kept.encoder.state_dict().items()}
+        fit_head(kept, bitext, targets, max_length=8, device="cpu")
+        assert all(torch.equal(before[k], v) for k, v in kept.encoder.state_dict().items()) and kept.notes == []
