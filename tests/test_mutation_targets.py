@@ -811,3 +811,34 @@ def test_fit_head_sets_the_projection_to_the_closed_form_map(tmp_path):
         before = {k: v.clone() for k, v in kept.encoder.state_dict().items()}
         fit_head(kept, bitext, targets, max_length=8, device="cpu")
         assert all(torch.equal(before[k], v) for k, v in kept.encoder.state_dict().items()) and kept.notes == []
+
+
+def test_run_records_round_trip(tmp_path):
+    from optical_core.settings import TrainConfig
+    from optical_core.store.checkpoints import RunManifest, read_manifest, read_train_log, write_run_records
+
+    manifest = RunManifest(name="r", config=TrainConfig(), params_total=10, params_non_embedding=4, vocab_size=3,
+                           original_vocab_size=5, steps=2, n_pairs=8, data={"sha256": "ab"}, versions={"torch": "x"},
+                           git_commit="c0ffee", device="cpu", wall_time_s=1.5, created="2026-11-26", notes=["n"],
+                           precision="bf16")
+    history = [{"step": 1, "loss": 0.5}, {"step": 2, "loss": 0.25}]
+    write_run_records(tmp_path, manifest, history)
+    assert read_train_log(tmp_path) == history
+    assert read_manifest(tmp_path) == manifest
+    (tmp_path / "empty").mkdir()
+    write_run_records(tmp_path / "empty", manifest)  # no history: an empty log, the manifest still written
+    assert read_train_log(tmp_path / "empty") == [] and (tmp_path / "empty" / "manifest.json").is_file()
+
+
+def test_ridge_default_shrinkage_and_bucketed_plans_over_several_pools():
+    from optical_core.distil.train import BUCKET_POOL_BATCHES, batch_plan
+
+    X = torch.randn(30, 3, generator=torch.Generator().manual_seed(4))
+    Y = torch.randn(30, 2, generator=torch.Generator().manual_seed(5))
+    assert all(torch.equal(u, v) for u, v in zip(ridge_head(X, Y), ridge_head(X, Y, shrinkage=0.1)))
+    n = 3 * BUCKET_POOL_BATCHES  # batch size 1: three pools per epoch
+    lengths = [(7 * i) % 13 for i in range(n)]
+    plan = list(batch_plan(n, 1, 2, seed=0, lengths=lengths))
+    for epoch in (0, 1):
+        assert sorted(b[0] for e, b in plan if e == epoch) == list(range(n))  # every pool's batches are kept
+    assert plan == list(batch_plan(n, 1, 2, seed=0, lengths=lengths))  # the batch shuffle is seeded too
