@@ -508,7 +508,7 @@ def _tiny_encoder(tmp_path, seed):
     return Encoder(backbone, tokenizer).eval()  # as load_teacher returns it: no dropout
 
 
-def test_curve_evaluator_scores_student_queries_against_teacher_documents(tmp_path, data_dir):
+def test_curve_evaluator_scores_student_queries_against_teacher_documents(tmp_path, data_dir, monkeypatch):
     """The wiring, step by step: student encodes the task's queries in qid order, the teacher its documents,
     cosine ranking, the task's metrics per query, and the query cosine of the student's embeddings."""
     from optical_core.data.clir import build_collection
@@ -526,12 +526,21 @@ def test_curve_evaluator_scores_student_queries_against_teacher_documents(tmp_pa
         q = student.encode([c.queries[i] for i in qids], max_length=QUERY_MAX_LENGTH)
         d = teacher.encode(list(c.documents.values()), max_length=DOC_MAX_LENGTH)
     expected = per_query_metrics(c.qrels, rank(q, d, qids, list(c.documents)), metrics_for("headline"))
-    assert (got.step, got.task) == (7, "headline") and got.seconds > 0
+    assert (got.step, got.task) == (7, "headline") and 0 < got.seconds < 600
     pd_testing = pytest.importorskip("pandas").testing
     pd_testing.assert_frame_equal(got.scores, expected)
     assert got.query_cosine == pytest.approx(mean_pairwise_cosine(q), abs=1e-6)
     assert evaluator.alignment_pairs[0][-1] != evaluator.alignment_pairs[1][-1]  # LR query, English translation
     assert len(evaluator.alignment_pairs[0]) == 64
+    # bf16 queries (autocast on the CPU) and the query length cut, as training would see them
+    monkeypatch.setattr("optical_core.evaluate.curves.QUERY_MAX_LENGTH", 4)
+    bf16 = CurveEvaluator(teacher, "hau", ("headline",), precision="bf16").score(0, student, "headline")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        q16 = student.encode([c.queries[i] for i in qids], max_length=4)
+    assert not torch.allclose(q16.float(), q)
+    pd_testing.assert_frame_equal(
+        bf16.scores, per_query_metrics(c.qrels, rank(q16, d, qids, list(c.documents)), metrics_for("headline")))
+    assert bf16.query_cosine == pytest.approx(mean_pairwise_cosine(q16.float()), abs=1e-6)
 
 
 def _noisy_pair(n=30, seed=5):
@@ -842,3 +851,39 @@ def test_ridge_default_shrinkage_and_bucketed_plans_over_several_pools():
     for epoch in (0, 1):
         assert sorted(b[0] for e, b in plan if e == epoch) == list(range(n))  # every pool's batches are kept
     assert plan == list(batch_plan(n, 1, 2, seed=0, lengths=lengths))  # the batch shuffle is seeded too
+
+
+def _manifest(name="ck"):
+    from optical_core.settings import TrainConfig
+    from optical_core.store.checkpoints import RunManifest
+
+    return RunManifest(name=name, config=TrainConfig(), params_total=1, params_non_embedding=1, vocab_size=12,
+                       original_vocab_size=12, steps=1, n_pairs=1, data={}, versions={}, git_commit="", device="cpu",
+                       wall_time_s=0.0, created="")
+
+
+def test_save_checkpoint_replaces_atomically_and_cleans_up(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from optical_core.store import checkpoints
+    from optical_core.store.checkpoints import save_checkpoint
+
+    root = tmp_path / "nested" / "ckpts"  # parents are created
+    first, second = _tiny_encoder(tmp_path, 1), _tiny_encoder(tmp_path, 2)
+    target = save_checkpoint(root, first, _manifest(), extra_files={"README.md": "première\n"})
+    assert target == root / "ck" and (target / "README.md").read_text(encoding="utf-8") == "première\n"
+    assert save_checkpoint(root, second, _manifest(), history=[{"step": 1}]) == target  # replace
+    weights = load_file(str(target / "model.safetensors"))
+    key = "embeddings.word_embeddings.weight"
+    assert torch.equal(weights[key], second.backbone.state_dict()[key])
+    assert not (target / "README.md").exists()  # the old version is gone, not merged
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "ck"]  # no .tmp-, .old-, .deleting- left
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing the records")
+
+    monkeypatch.setattr(checkpoints, "write_run_records", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(root, first, _manifest())
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "ck"]  # the half-written copy is removed
+    assert torch.equal(load_file(str(target / "model.safetensors"))[key], second.backbone.state_dict()[key])
