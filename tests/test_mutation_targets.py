@@ -887,3 +887,26 @@ def test_save_checkpoint_replaces_atomically_and_cleans_up(tmp_path, monkeypatch
         save_checkpoint(root, first, _manifest())
     assert sorted(p.name for p in root.iterdir()) == [".lock", "ck"]  # the half-written copy is removed
     assert torch.equal(load_file(str(target / "model.safetensors"))[key], second.backbone.state_dict()[key])
+
+
+def test_manifest_and_projection_errors_name_the_file(tmp_path):
+    from optical_core.errors import CheckpointError
+    from optical_core.store.checkpoints import MANIFEST_MAX_BYTES, load_checkpoint, read_manifest, save_checkpoint
+
+    with pytest.raises(CheckpointError) as err:
+        read_manifest(tmp_path)
+    assert str(err.value) == f"{tmp_path}: manifest.json is missing (not an optical checkpoint, or never finished)"
+    text = _manifest("m").to_json()
+    (tmp_path / "manifest.json").write_text(text + " " * (MANIFEST_MAX_BYTES - len(text.encode())))
+    assert read_manifest(tmp_path).name == "m"  # exactly the limit is allowed, one byte more is not
+    with open(tmp_path / "manifest.json", "a") as f:
+        f.write(" ")
+    with pytest.raises(CheckpointError, match=f"{MANIFEST_MAX_BYTES + 1} bytes, more than a manifest ever holds"):
+        read_manifest(tmp_path)
+    encoder = _tiny_encoder(tmp_path, 1)
+    encoder.projection = torch.nn.Linear(8, 4)
+    target = save_checkpoint(tmp_path / "ck", encoder, _manifest("p"))
+    (target / "projection.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(target)
+    assert str(err.value).startswith(f"{target / 'projection.safetensors'}: unreadable projection (")
