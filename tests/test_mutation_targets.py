@@ -910,3 +910,42 @@ def test_manifest_and_projection_errors_name_the_file(tmp_path):
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(target)
     assert str(err.value).startswith(f"{target / 'projection.safetensors'}: unreadable projection (")
+
+
+def test_padding_costs_become_each_pairs_largest_real_cost():
+    from optical_core.distil.ot import neutralise_padding_costs
+
+    C = T([[[1.0, -50.0], [2.0, 9.0]], [[5.0, 7.0], [6.0, 3.0]]])
+    a = T([[1.0, 0.0], [0.5, 0.5]])  # pair 0: the second student token is padding
+    b = T([[0.5, 0.5], [1.0, 0.0]])  # pair 1: the second teacher token is padding
+    assert torch.equal(neutralise_padding_costs(C, a, b), T([[[1.0, -50.0], [1.0, 1.0]], [[5.0, 6.0], [6.0, 6.0]]]))
+
+
+def test_curve_evaluator_uses_the_dev_collection_and_copes_without_one(tmp_path, data_dir, monkeypatch):
+    from optical_core.data.dev import dev_collection
+    from optical_core.errors import DataError
+    from optical_core.evaluate import curves
+
+    teacher = _tiny_encoder(tmp_path, 1)
+    evaluator = curves.CurveEvaluator(teacher, "hau", ("dev",))
+    assert evaluator.collections["dev"].queries == dev_collection("hau").queries
+    assert evaluator.precision == "float32"
+
+    def no_dev(lang, *args, **kwargs):
+        raise DataError(f"no dev split for {lang}")
+
+    monkeypatch.setattr(curves, "dev_collection", no_dev)
+    without = curves.CurveEvaluator(teacher, "hau", ("headline",))
+    assert without.alignment_pairs is None
+    assert all(math.isnan(v) for v in without.diagnose(_tiny_encoder(tmp_path, 2), Objective(LossConfig()), 8).values())
+
+
+def test_an_unreadable_manifest_says_why(tmp_path):
+    from optical_core.errors import CheckpointError
+    from optical_core.store.checkpoints import read_manifest
+
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(CheckpointError) as err:
+        read_manifest(tmp_path)
+    assert str(err.value) == (f"{tmp_path / 'manifest.json'}: not valid JSON (JSONDecodeError: Expecting property name "
+                              "enclosed in double quotes: line 1 column 2 (char 1))")
