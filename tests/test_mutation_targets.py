@@ -137,8 +137,11 @@ def test_idf_marginals_weight_each_content_token_by_its_ids_idf():
     out = objective.transport(torch.randn(1, 4, 2), student, teacher)
     assert torch.allclose(out.a, T([[0.0, 3 / 7, 4 / 7, 0.0]]))
     assert torch.allclose(out.b, T([[5 / 6, 1 / 6]]))
-    with pytest.raises(ValueError, match="idf tables"):
+    message = r"^idf marginals need the student's and the teacher's idf tables \(build_objective\)$"
+    with pytest.raises(ValueError, match=message):
         Objective(LossConfig(method="ot", marginals="idf"))
+    with pytest.raises(ValueError, match=message):  # one table is not enough
+        Objective(LossConfig(method="ot", marginals="idf"), student_idf=student_idf)
 
 
 # ---- closed-form heads ----------------------------------------------------------------------------------
