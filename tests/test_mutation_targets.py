@@ -952,3 +952,25 @@ def test_an_unreadable_manifest_says_why(tmp_path):
         read_manifest(tmp_path)
     assert str(err.value) == (f"{tmp_path / 'manifest.json'}: not valid JSON (JSONDecodeError: Expecting property name "
                               "enclosed in double quotes: line 1 column 2 (char 1))")
+
+
+def test_ot_loss_relative_epsilon_and_plan_gradient_reach_the_solver():
+    from optical_core.distil.ot import transport_plan
+
+    g = torch.Generator().manual_seed(7)
+    s, t = torch.randn(2, 3, 4, generator=g) + 1, torch.randn(2, 4, 4, generator=g) + 1  # related: costs < 1
+    ms, mt = T([[1, 1, 1], [1, 1, 0]]), T([[1, 1, 1, 1], [1, 1, 1, 0]])
+    config = LossConfig(method="ot", reg=0.1, reg_scale="relative", sinkhorn_iters=200)
+    out = OTLoss(config)(s, ms, t, mt)
+    C, a, b = cost_matrix(s, t, "cosine"), marginals(ms), marginals(mt)
+    median = median_real_cost(C, a, b)
+    assert 0 < median < 1  # cosine costs: the 1e-6 floor must not lift epsilon here
+    expected = transport_plan(C, a, b, 0.1 * median, 200, config.sinkhorn_tol)
+    assert torch.allclose(out.plan, expected, atol=1e-6)
+    # autodiff: the loss's gradient also flows through the plan, so it differs from the envelope gradient
+    grads = {}
+    for mode in ("detach", "autodiff"):
+        x = s.clone().requires_grad_(True)
+        OTLoss(LossConfig(method="ot", reg=0.1, plan_gradient=mode, sinkhorn_iters=20))(x, ms, t, mt).loss.backward()
+        grads[mode] = x.grad
+    assert not torch.allclose(grads["detach"], grads["autodiff"], atol=1e-6)
