@@ -974,3 +974,16 @@ def test_ot_loss_relative_epsilon_and_plan_gradient_reach_the_solver():
         OTLoss(LossConfig(method="ot", reg=0.1, plan_gradient=mode, sinkhorn_iters=20))(x, ms, t, mt).loss.backward()
         grads[mode] = x.grad
     assert not torch.allclose(grads["detach"], grads["autodiff"], atol=1e-6)
+
+
+def test_sinkhorn_divergence_output_carries_the_cross_plan_and_its_inputs():
+    from optical_core.distil.ot import transport_plan
+
+    g = torch.Generator().manual_seed(8)
+    s, t = torch.randn(1, 3, 4, generator=g), torch.randn(1, 2, 4, generator=g)
+    m1, m2 = T([[1, 1, 1]]), T([[1, 1]])
+    config = LossConfig(method="ot", ot_form="sinkhorn_divergence", reg=0.1, sinkhorn_iters=200)
+    out = OTLoss(config)(s, m1, t, m2)
+    C = cost_matrix(s, t, "cosine")
+    assert torch.equal(out.cost, C) and torch.equal(out.a, marginals(m1)) and torch.equal(out.b, marginals(m2))
+    assert torch.allclose(out.plan, transport_plan(C, out.a, out.b, 0.1, 200, config.sinkhorn_tol), atol=1e-6)
