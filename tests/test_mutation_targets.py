@@ -987,3 +987,13 @@ def test_sinkhorn_divergence_output_carries_the_cross_plan_and_its_inputs():
     C = cost_matrix(s, t, "cosine")
     assert torch.equal(out.cost, C) and torch.equal(out.a, marginals(m1)) and torch.equal(out.b, marginals(m2))
     assert torch.allclose(out.plan, transport_plan(C, out.a, out.b, 0.1, 200, config.sinkhorn_tol), atol=1e-6)
+
+
+def test_trimming_needs_a_fast_tokenizer():
+    from types import SimpleNamespace
+
+    from optical_core.models.vocab import trim_vocabulary
+
+    for tokenizer in (object(), SimpleNamespace(is_fast=False)):  # no attribute at all, or a slow tokenizer
+        with pytest.raises(ValueError, match=r"^vocabulary trimming needs a fast \(tokenizer.json\) tokenizer$"):
+            trim_vocabulary(None, tokenizer, ["text"])
