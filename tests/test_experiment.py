@@ -310,3 +310,19 @@ def test_exported_verdict_states_the_regime_before_any_trend(quick_sweep, tmp_pa
     analyse_sweep(out, export_to=tmp_path)
     first = (tmp_path / "verdict.md").read_text().split("\n\n")[0]
     assert first.startswith("Regime (headline, mrr@10): minilm-L1 starts at")
+
+
+def test_an_unfinished_sweep_says_so_first(tmp_path):
+    import shutil
+
+    from optical_core.study.summary import analyse_sweep, completeness
+
+    pilot = PROJECT / "results" / "pilot"
+    assert completeness(pilot) == ""  # finished: nothing to say
+    copy = tmp_path / "pilot"
+    shutil.copytree(pilot, copy, ignore=shutil.ignore_patterns("dev", "fp32-check", "analysis"))
+    status = json.loads((copy / "status.json").read_text())
+    (copy / "status.json").write_text(json.dumps(status | {"cells": status["done"] + 5}))
+    expected = f"In progress: {status['done']} of {status['done'] + 5} cells have finished, and every number here covers only those."
+    assert completeness(copy) == expected
+    assert analyse_sweep(copy, n_boot=20).verdict.startswith(expected + " Regime")

@@ -56,6 +56,16 @@ def budget_note(sweep: dict) -> str:
             f"max length {b['max_length']}) per student.")
 
 
+def completeness(sweep_dir: Path) -> str:
+    """A sentence for a sweep that has not finished (its status.json counts fewer done cells than the grid)."""
+    file = Path(sweep_dir) / "status.json"
+    status = json.loads(file.read_text()) if file.is_file() else {}
+    done, cells = status.get("done", 0), status.get("cells", 0)
+    if done >= cells:
+        return ""
+    return f"In progress: {done} of {cells} cells have finished, and every number here covers only those."
+
+
 def analyse_sweep(sweep_dir: Path, metric: str = "mrr@10", export_to: Path | None = None,
                   n_boot: int = 1000) -> StudySummary:
     sweep_dir = Path(sweep_dir)
@@ -81,7 +91,8 @@ def analyse_sweep(sweep_dir: Path, metric: str = "mrr@10", export_to: Path | Non
         curves = curve_table(everything, sweep_dir, metric, task)
         regime_text = regime(everything, versus_start_table(everything, sweep_dir, metric, task), metric, task)
     answer = families.get(main_family, "No finished OT/KD pairs yet.")
-    summary = StudySummary(metric, results, accuracy, gains, slopes, f"{regime_text} {answer}".strip(), families,
+    summary = StudySummary(metric, results, accuracy, gains, slopes,
+                           f"{completeness(sweep_dir)} {regime_text} {answer}".strip(), families,
                            sweep, baselines, devices, float(cell_hours), curves, regime_text,
                            superseded_reason(sweep_dir))
     if export_to is not None:
