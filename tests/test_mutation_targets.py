@@ -621,7 +621,8 @@ def test_bm25_run_by_hand():
     idf * tf / (tf + k1) = ln 2 / 2.5. English stop words never match."""
     from optical_core.evaluate.retrieval import bm25_run
 
-    documents = {"d0": "cat sat", "d1": "dog ran", "d2": "cat dog", "d3": "bird flew"}
+    # d0's "the" is a stop word: dropped from the index, so d0 keeps the average length and ties with d2
+    documents = {"d0": "the cat sat", "d1": "dog ran", "d2": "cat dog", "d3": "bird flew"}
     queries = {"q_the": "the of", "q_cat": "cat", "q_none": "zebra", "q_dog_cat": "dog cat"}
     run = bm25_run(queries, documents, depth=2)
     assert list(run) == ["q_the", "q_cat", "q_none", "q_dog_cat"]
