@@ -160,7 +160,8 @@ def cmd_evaluate(args) -> None:
           f"{len(collection.documents)} documents", file=sys.stderr)
     scores = {"checkpoint": score_student(encoder, teacher, collection)}
     untrained = initial_student(manifest.config, teacher).encoder
-    scores.update(score_baselines(teacher, collection, untrained, which=tuple(BASELINES if args.baselines is None else args.baselines)))
+    which = BASELINES if args.baselines is None else args.baselines  # `--baselines` alone: none
+    scores.update(score_baselines(teacher, collection, untrained, which=tuple(which)))
     table = summary_table(scores, reference="checkpoint")
     out = Path(args.out or Path(args.checkpoint) / f"eval_{args.task}_{lang}")
     write_per_query(scores, out)
@@ -218,7 +219,8 @@ def known_metric(metric: str) -> str:
 def cmd_analyse(args) -> None:
     from optical_core.study.summary import analyse_sweep
 
-    summary = analyse_sweep(existing_sweep(args.sweep), metric=known_metric(args.metric), export_to=Path(args.export) if args.export else None)
+    summary = analyse_sweep(existing_sweep(args.sweep), metric=known_metric(args.metric),
+                            export_to=Path(args.export) if args.export else None)
     print(summary.verdict)
     _print_table(summary.slopes.round(4))
 

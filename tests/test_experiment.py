@@ -323,6 +323,7 @@ def test_an_unfinished_sweep_says_so_first(tmp_path):
     shutil.copytree(pilot, copy, ignore=shutil.ignore_patterns("dev", "fp32-check", "analysis"))
     status = json.loads((copy / "status.json").read_text())
     (copy / "status.json").write_text(json.dumps(status | {"cells": status["done"] + 5}))
-    expected = f"In progress: {status['done']} of {status['done'] + 5} cells have finished, and every number here covers only those."
+    expected = (f"In progress: {status['done']} of {status['done'] + 5} cells have finished, and every number here "
+                "covers only those.")
     assert completeness(copy) == expected
     assert analyse_sweep(copy, n_boot=20).verdict.startswith(expected + " Regime")

@@ -412,7 +412,8 @@ def test_trimming_a_unigram_tokenizer_remaps_unk_and_specials():
     pieces = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁a", -1.0), ("▁b", -1.0), ("▁c", -1.0)]
     backend = Tokenizer(models.Unigram(pieces, unk_id=3))
     backend.pre_tokenizer = pre_tokenizers.Metaspace()
-    backend.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A </s>",
+                                                           special_tokens=[("<s>", 0), ("</s>", 2)])
     spec = json.loads(backend.to_str())
     out = _remap_tokenizer_json(spec, [0, 2, 3, 6])
     assert [p[0] for p in out["model"]["vocab"]] == ["<s>", "</s>", "<unk>", "▁c"] and out["model"]["unk_id"] == 2
@@ -610,9 +611,11 @@ def test_curve_diagnostics_score_the_fixed_dev_pairs_in_eval_mode(tmp_path, data
 def test_slopes_frame_has_one_row_per_slope_with_its_verdict_on_zero():
     from optical_core.study.analysis import Slope, slopes_frame
 
-    frame = slopes_frame([Slope("pooled", "gain", 0.1, 0.05, 0.15, 0.01, 12), Slope("swa", "gain", 0.1, -0.1, 0.3, 0.4, 4)])
+    frame = slopes_frame([Slope("pooled", "gain", 0.1, 0.05, 0.15, 0.01, 12),
+                          Slope("swa", "gain", 0.1, -0.1, 0.3, 0.4, 4)])
     assert frame.scope.tolist() == ["pooled", "swa"] and frame.spans_zero.tolist() == [False, True]
-    assert frame.loc[0, ["slope", "ci_low", "ci_high", "p_value", "n", "y"]].tolist() == [0.1, 0.05, 0.15, 0.01, 12, "gain"]
+    columns = ["slope", "ci_low", "ci_high", "p_value", "n", "y"]
+    assert frame.loc[0, columns].tolist() == [0.1, 0.05, 0.15, 0.01, 12, "gain"]
 
 
 def test_bm25_run_by_hand():
@@ -712,11 +715,13 @@ def test_verdict_sentences_for_each_case():
     spans = [Slope("pooled", "gain", 0.012, -0.02, 0.044, 0.41, 10), Slope("swa", "gain", 0.01, -0.1, 0.12, 0.8, 5),
              Slope("yor", "gain", nan, nan, nan, nan, 2)]
     text = verdict(spans, _gains(["swa", "yor"], [2e6, 4e6, 8e6, 12e6, 21e6], gain=-0.1), "ndcg@10", "me5")
-    assert text == ("Across 5 me5 student sizes (2.0M to 21.0M non-embedding parameters) and 2 languages (swa, yor), the "
-                    "relative gain of OT over KD in ndcg@10 averages -10.0%. Its slope on log10(non-embedding params) is "
+    assert text == ("Across 5 me5 student sizes (2.0M to 21.0M non-embedding parameters) and 2 languages (swa, yor), "
+                    "the relative gain of OT over KD in ndcg@10 averages -10.0%. Its slope on log10(non-embedding "
+                    "params) is "
                     "+0.012 per 10x parameters (95% CI -0.020 to +0.044, p = 0.41, n = 10): no detectable effect of "
                     "student size on the OT-vs-KD gain. Per language, no slope's CI excludes zero.")
-    no_per_language = [Slope("pooled", "gain", -0.05, -0.09, -0.01, 0.02, 6), Slope("swa", "gain", nan, nan, nan, nan, 2)]
+    no_per_language = [Slope("pooled", "gain", -0.05, -0.09, -0.01, 0.02, 6),
+                       Slope("swa", "gain", nan, nan, nan, nan, 2)]
     text = verdict(no_per_language, _gains(["swa"], [2e6, 4e6]), "mrr@10", "me5")
     assert text.endswith("The gain shrinks with student size: slope -0.050 per 10x non-embedding parameters "
                          "(95% CI -0.090 to -0.010, p = 0.02, n = 6).")
