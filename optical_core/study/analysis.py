@@ -122,7 +122,7 @@ def ols_slope(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, sc
     x, y = x[keep], y[keep]
     groups = np.asarray(groups) if groups is not None else None
     levels = np.unique(groups[keep]) if groups is not None else np.array([0])
-    intercepts = (np.asarray(groups)[keep][:, None] == levels[None, :]).astype(float) if groups is not None \
+    intercepts = (groups[keep][:, None] == levels[None, :]).astype(float) if groups is not None \
         else np.ones((len(x), 1))
     design = np.column_stack([x, intercepts])
     dof = len(y) - design.shape[1]
