@@ -36,7 +36,7 @@ def diff(name: str) -> str:
     shown = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=ROOT, capture_output=True, text=True)
     changed = [line for line in shown.stdout.splitlines() if line.startswith(("+", "-"))
                and not line.startswith(("+++", "---"))]
-    return " / ".join(line.strip() for line in changed)[:160]
+    return " / ".join(line.strip() for line in changed)[:400]
 
 
 def main() -> None:

@@ -84,7 +84,8 @@ def gain_figure(gains: pd.DataFrame, axis: str = "params_non_embedding", y: str 
                              line=dict(color="black", dash="dash", width=3)))
     fig.add_hline(y=0, line=dict(color="grey", width=1))
     fig.update_xaxes(type="log", title_text=AXIS_LABELS.get(axis, axis), **size_ticks(gains, axis))
-    fig.update_yaxes(title_text="(OT - KD) / KD" if y == "gain" else "OT - KD", tickformat=".0%" if y == "gain" else None)
+    fig.update_yaxes(title_text="(OT - KD) / KD" if y == "gain" else "OT - KD",
+                     tickformat=".0%" if y == "gain" else None)
     metric = gains.metric.iloc[0] if len(gains) else ""
     fig.update_layout(title=title or f"OT-vs-KD gain in {metric} vs student size", height=420,
                       margin=dict(t=60, l=40, r=20, b=40))
@@ -143,7 +144,8 @@ def transport_heatmap(matrix, lr_tokens: list[str], en_tokens: list[str], cost=N
     fig = go.Figure(go.Heatmap(z=z, x=list(range(len(en_tokens))), y=list(range(len(lr_tokens))), customdata=data,
                                hovertemplate=hover + "<extra></extra>",
                                colorscale="Blues" if value_name == "mass" else "Viridis"))
-    fig.update_xaxes(tickvals=list(range(len(en_tokens))), ticktext=en_tokens, tickangle=-60, title_text="English (teacher)")
+    fig.update_xaxes(tickvals=list(range(len(en_tokens))), ticktext=en_tokens, tickangle=-60,
+                     title_text="English (teacher)")
     fig.update_yaxes(tickvals=list(range(len(lr_tokens))), ticktext=lr_tokens, autorange="reversed",
                      title_text="LR (student)")
     fig.update_layout(title=title, height=max(300, 22 * len(lr_tokens) + 160), margin=dict(t=50, l=80, r=20, b=80))

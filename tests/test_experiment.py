@@ -241,7 +241,8 @@ def test_floor_check_flags_students_that_do_not_beat_their_initialisation(tmp_pa
         row = g[g.method == "kd"].iloc[0].to_dict()
         path = tmp_path / f"{lang}-{layers}-untrained.csv"
         rng = np.random.default_rng(layers)
-        pd.DataFrame({"qid": [f"q{i}" for i in range(50)], "mrr@10": rng.uniform(0.35, 0.45, 50)}).to_csv(path, index=False)
+        scores = pd.DataFrame({"qid": [f"q{i}" for i in range(50)], "mrr@10": rng.uniform(0.35, 0.45, 50)})
+        scores.to_csv(path, index=False)
         untrained.append(dict(row, method="untrained", seed=0, cell_id=path.stem, per_query_file=path.name))
     gains = gain_table(pd.concat([results, pd.DataFrame(untrained)]), tmp_path, n_boot=100)
     # KD scores 0.4 everywhere, like its noisy initialisation: never above the floor

@@ -4,6 +4,7 @@ changes it."""
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,6 +233,15 @@ def test_dedup_drops_exact_and_ngram_overlaps_on_either_side():
     # a punctuation-only held-out line (amh NTREX has "።") normalises to "": it must not match every empty line
     punctuation = Bitext("xx", ["...", "ok"], ["!", "fine"], origin=("train",) * 2)
     assert remove_heldout_overlap(punctuation, ["።"])[1].kept == 2
+
+
+def test_dedup_counts_every_drop_and_keeps_the_bitexts_labels():
+    heldout = ["the cat sat on the mat", "a b c d e f g h i j"]
+    bitext = Bitext("xx", ["the cat sat on the mat", "ok", "x a b c d e f g h y", "fine", "THE CAT SAT ON THE MAT!"],
+                    ["one", "two", "three", "four", "five"], origin=("train", "dev"), notes=("first note",))
+    clean, report = remove_heldout_overlap(bitext, heldout, ngram=8)
+    assert (report.kept, report.dropped_exact, report.dropped_ngram) == (2, 2, 1)
+    assert (clean.lang, clean.origin, clean.notes) == ("xx", ("train", "dev"), ("first note",))
 
 
 # ---- the analysis: exact bootstrap bounds, pairing, the verdict's words -------------------------------------
@@ -636,6 +646,9 @@ def test_bm25_run_by_hand():
     assert list(run["q_dog_cat"]) == ["d2", "d0"] and run["q_dog_cat"]["d2"] == pytest.approx(2 * one_match, rel=1e-5)
     many = {f"d{i:02d}": "cat" for i in range(40)}  # 40 tied documents: a stable sort keeps their order
     assert list(bm25_run({"q": "cat"}, many, depth=5)["q"]) == ["d00", "d01", "d02", "d03", "d04"]
+    # two score levels (the longer odd documents score less): numpy's default sort reorders ties among 40 of these
+    mixed = {f"d{i:02d}": "cat" if i % 2 == 0 else "cat dog" for i in range(40)}
+    assert list(bm25_run({"q": "cat"}, mixed, depth=5)["q"]) == ["d00", "d02", "d04", "d06", "d08"]
 
 
 def _reference_seed_query_bootstrap(matrices, n_boot, seed):
@@ -1003,3 +1016,264 @@ def test_trimming_needs_a_fast_tokenizer():
     for tokenizer in (object(), SimpleNamespace(is_fast=False)):  # no attribute at all, or a slow tokenizer
         with pytest.raises(ValueError, match=r"^vocabulary trimming needs a fast \(tokenizer.json\) tokenizer$"):
             trim_vocabulary(None, tokenizer, ["text"])
+
+
+# ---- the OT solver's arguments, its choice of path and the scaling path's per-pair shift ---------------
+
+def _uniform(B, n):
+    return torch.full((B, n), 1.0 / n)
+
+
+def test_transport_plan_rejects_bad_arguments_with_their_values():
+    from optical_core.distil.ot import transport_plan
+
+    C, a = torch.zeros(1, 2, 2), _uniform(1, 2)
+    with pytest.raises(ValueError, match=r"^unknown plan_gradient 'exact'; choose one of \('detach', 'autodiff'\)$"):
+        transport_plan(C, a, a, reg=0.1, max_iter=10, tol=1e-5, plan_gradient="exact")
+    with pytest.raises(ValueError, match=r"^entropic regularisation must be > 0, got 0$"):
+        transport_plan(C, a, a, reg=0, max_iter=10, tol=1e-5)
+    with pytest.raises(ValueError, match=r"^max_iter must be >= 1, got 0$"):
+        transport_plan(C, a, a, reg=0.1, max_iter=0, tol=1e-5)
+    no_mass = r"^a sequence has no token with positive mass \(all padding or zero weights\)$"
+    with pytest.raises(ValueError, match=no_mass):
+        marginals(T([[1.0, 1.0], [0.0, 0.0]]))
+
+
+def test_one_sinkhorn_iteration_already_meets_the_column_marginals():
+    """After each Sinkhorn-Knopp iteration the plan's columns sum to b exactly (rows not yet): max_iter=1 is
+    legal, and the re-gauging of alpha and beta must leave the plan unchanged."""
+    from optical_core.distil.ot import transport_plan
+
+    C = T([[[0.0, 1.0, 0.5], [1.0, 0.0, 0.2]]])
+    a, b = T([[0.3, 0.7]]), T([[0.2, 0.3, 0.5]])
+    P = transport_plan(C, a, b, reg=0.5, max_iter=1, tol=1e-9)
+    torch.testing.assert_close(P.sum(1), b, atol=1e-6, rtol=0)
+    assert (P.sum(2) - a).abs().max() > 1e-3  # one iteration is not converged: the rows are still off
+
+
+def test_scaling_path_shifts_each_pair_by_its_own_minimum_cost():
+    """Two pairs with the same shape of costs, ten units apart: each pair's range is 1 (scaling path at reg 0.05),
+    and each gets the plan it gets alone. A shift by the batch's minimum would underflow the second pair."""
+    import ot as pot
+
+    from optical_core.distil.ot import choose_solver, transport_plan
+
+    base = T([[0.0, 1.0, 0.5], [1.0, 0.0, 0.2]])
+    C = torch.stack([base, base + 10.0])
+    a, b = _uniform(2, 2), _uniform(2, 3)
+    assert choose_solver(C, 0.05) == "scaling"
+    P = transport_plan(C, a, b, reg=0.05, max_iter=2000, tol=1e-9)
+    expected = torch.from_numpy(pot.sinkhorn(a[0].double().numpy(), b[0].double().numpy(), base.double().numpy(),
+                                             0.05, stopThr=1e-12, numItermax=10_000)).float()
+    torch.testing.assert_close(P[0], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(P[1], expected, atol=1e-5, rtol=0)  # a constant shift of C leaves the plan as it is
+
+
+def test_choose_solver_measures_each_pairs_own_range_inclusively():
+    from optical_core.distil.ot import SCALING_MAX_RANGE, choose_solver
+
+    low, high = T([[0.0, 1.0]]), T([[10.0, 11.0]])
+    C = torch.stack([low, high])  # per-pair range 1; the batch's overall range would be 11
+    assert choose_solver(C, reg=1.0 / SCALING_MAX_RANGE) == "scaling"  # range / reg == 50 exactly: still scaling
+    assert choose_solver(C, reg=0.99 / SCALING_MAX_RANGE) == "log"
+
+
+def test_transport_plan_takes_the_path_choose_solver_names(monkeypatch):
+    """Narrow costs with a constant plan go to the scaling path; autodiff, and ranges too wide, go to POT's
+    log-domain solver (the scaling path is ~6x faster, the log path the only one that differentiates)."""
+    from optical_core.distil import ot as solver
+
+    calls = []
+    for name in ("scaling_sinkhorn", "log_sinkhorn"):
+        original = getattr(solver, name)
+        monkeypatch.setattr(solver, name, lambda *args, _f=original, _n=name, **kw: calls.append(_n) or _f(*args, **kw))
+    C, a, b = T([[[0.0, 1.0], [1.0, 0.0]]]), _uniform(1, 2), _uniform(1, 2)
+    solver.transport_plan(C, a, b, reg=0.1, max_iter=50, tol=1e-6)
+    solver.transport_plan(C, a, b, reg=0.1, max_iter=50, tol=1e-6, plan_gradient="autodiff")
+    solver.transport_plan(C * 100, a, b, reg=0.1, max_iter=50, tol=1e-6)
+    # a wild cost on a padded token makes the range look wide; once padding is neutralised the pair is narrow
+    padded = T([[[0.0, -1e6], [1.0, 0.5]]])  # the teacher's second token is padding
+    solver.transport_plan(padded, a, T([[1.0, 0.0]]), reg=0.1, max_iter=50, tol=1e-6)
+    assert calls == ["scaling_sinkhorn", "log_sinkhorn", "log_sinkhorn", "scaling_sinkhorn"]
+
+
+def test_a_non_finite_plan_is_an_error_that_names_reg():
+    from optical_core.distil.ot import transport_plan
+
+    C = T([[[0.0, float("nan")], [1.0, 0.0]]])
+    message = r"^Sinkhorn returned a non-finite plan \(reg=0.1\); raise reg or max_iter$"
+    with pytest.raises(FloatingPointError, match=message):
+        transport_plan(C, _uniform(1, 2), _uniform(1, 2), reg=0.1, max_iter=20, tol=1e-6)
+
+
+def test_scaling_path_stops_on_the_worst_pair_not_the_batchs_total_error():
+    """The stop rule is per pair (max over pairs of each pair's L2 row error < tol): a batch of identical
+    pairs stops at the same iteration as one of them alone and returns bit-for-bit the same plan."""
+    from optical_core.distil.ot import transport_plan
+
+    C = T([[[0.0, 1.0, 0.5], [1.0, 0.0, 0.2], [0.3, 0.6, 0.0]]])
+    a, b = T([[0.2, 0.3, 0.5]]), _uniform(1, 3)
+    alone = transport_plan(C, a, b, reg=0.1, max_iter=500, tol=1e-2)
+    batch = transport_plan(C.repeat(8, 1, 1), a.repeat(8, 1), b.repeat(8, 1), reg=0.1, max_iter=500, tol=1e-2)
+    more = transport_plan(C, a, b, reg=0.1, max_iter=500, tol=1e-2 / math.sqrt(8))
+    assert not torch.equal(alone, more)  # the tolerance matters here: a total error would stop later
+    for plan in batch:
+        torch.testing.assert_close(plan, alone[0], atol=0, rtol=0)
+
+
+def test_log_path_uses_pots_log_domain_sinkhorn_with_the_iteration_budget(monkeypatch):
+    import ot as pot
+
+    from optical_core.distil.ot import log_sinkhorn
+
+    C = T([[[0.0, 1.0], [1.0, 0.0]]])
+    a = _uniform(1, 2)
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return original(*args, **kwargs)
+
+    original = pot.batch.solve_batch
+    monkeypatch.setattr(pot.batch, "solve_batch", spy)
+    log_sinkhorn(C, a, a, reg=0.1, max_iter=7, tol=1e-6, plan_gradient="autodiff")
+    assert (seen["method"], seen["max_iter"], seen["grad"], seen["reg"], seen["tol"]) == (
+        "log_sinkhorn", 7, "autodiff", 0.1, 1e-6)
+
+
+def test_an_early_stop_of_the_log_solver_is_silent():
+    """A fixed iteration budget is by design; POT's 'did not converge' warning is filtered, nothing else is."""
+    import warnings
+
+    from optical_core.distil.ot import log_sinkhorn
+
+    C = T([[[0.0, 1.0, 0.5], [1.0, 0.0, 0.2]]])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log_sinkhorn(C, _uniform(1, 2), _uniform(1, 3), reg=0.01, max_iter=1, tol=1e-12)
+        warnings.warn("an unrelated warning")
+    assert [str(w.message) for w in caught] == ["an unrelated warning"]
+
+
+# ---- vocabulary trimming when specials sit after dropped pieces; what the trimmed tokenizer is loaded from ------
+
+def _specials_last_tokenizer(post):
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = ["the", "cat", "dog", "sat", "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    backend = Tokenizer(models.WordPiece({p: i for i, p in enumerate(vocab)}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    bert = processors.BertProcessing(("[SEP]", 7), ("[CLS]", 6))
+    backend.post_processor = bert if post == "bert" else processors.Sequence([bert])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]")
+
+
+@pytest.mark.parametrize("post", ["bert", "sequence"])
+def test_trimming_moves_specials_that_sit_after_dropped_pieces(post):
+    """Specials after the dropped "dog" and "sat" move down by two: the vocabulary, the added tokens, the
+    post-processor's [CLS]/[SEP] (plain or inside a Sequence) and the model's pad id must all follow."""
+    from transformers import BertConfig, BertModel
+
+    from optical_core.models.vocab import trim_vocabulary
+
+    tokenizer = _specials_last_tokenizer(post)
+    assert tokenizer("the cat")["input_ids"] == [6, 0, 1, 7]
+    backbone = BertModel(BertConfig(vocab_size=9, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=16, pad_token_id=4))
+    backbone, trimmed, kept = trim_vocabulary(backbone, tokenizer, ["the cat"])
+    assert kept == [0, 1, 4, 5, 6, 7, 8] and len(trimmed) == 7
+    assert trimmed("the cat")["input_ids"] == [4, 0, 1, 5]  # [CLS] the cat [SEP]
+    assert trimmed("the [SEP] dog")["input_ids"] == [4, 0, 5, 3, 5]  # a literal special, and dog -> [UNK]
+    added = json.loads(trimmed.backend_tokenizer.to_str())["added_tokens"]
+    assert [(t["content"], t["id"]) for t in added] == [("[PAD]", 2), ("[UNK]", 3), ("[CLS]", 4), ("[SEP]", 5),
+                                                         ("[MASK]", 6)]
+    assert trimmed.pad_token_id == 2 and backbone.config.pad_token_id == 2 and backbone.config.vocab_size == 7
+
+
+def test_trimmed_tokenizer_is_loaded_from_its_own_files_only(tmp_path, monkeypatch):
+    """The folder the trimmed tokenizer is read from holds no file of the full vocabulary (a stale
+    sentencepiece model or vocab.txt would be picked up by a slow tokenizer, or by a fast one rebuilt from
+    the slow files), and for WordPiece a vocab.txt that lists the kept pieces in id order."""
+    from transformers import BertTokenizer
+
+    from optical_core.models import vocab as vocab_module
+
+    _, tokenizer, backbone = _tiny_wordpiece(tmp_path)
+    stale = ("sentencepiece.bpe.model", "tokenizer.model", "spiece.model")
+    save = tokenizer.save_pretrained
+
+    def save_with_stale_files(folder, *args, **kwargs):  # what an XLM-R or T5 tokenizer would also write
+        out = save(folder, *args, **kwargs)
+        for name in stale:
+            (Path(folder) / name).write_text("full vocabulary")
+        return out
+
+    seen = {}
+    load = vocab_module.AutoTokenizer.from_pretrained
+
+    def spy(folder, *args, **kwargs):
+        seen["files"] = sorted(p.name for p in Path(folder).iterdir())
+        seen["vocab.txt"] = (Path(folder) / "vocab.txt").read_bytes()
+        seen["slow"] = BertTokenizer.from_pretrained(folder)("mat ran")["input_ids"]
+        return load(folder, *args, **kwargs)
+
+    tokenizer.save_pretrained = save_with_stale_files
+    monkeypatch.setattr(vocab_module.AutoTokenizer, "from_pretrained", spy)
+    _, trimmed, kept = vocab_module.trim_vocabulary(backbone, tokenizer, ["mat ran"])
+    assert not set(stale) & set(seen["files"]) and "tokenizer.json" in seen["files"]
+    assert seen["vocab.txt"] == "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nran\nmat\n".encode("utf-8")
+    assert seen["slow"] == trimmed("mat ran")["input_ids"] == [2, 6, 5, 3]
+
+
+# ---- checkpoints: where the temporary copy lives; the manifest's recursion message ----------------------
+
+def test_checkpoint_is_written_beside_its_target_under_a_recognisable_name(tmp_path, monkeypatch):
+    """The copy is written in the target's own folder (a rename there is atomic; across filesystems it is not)
+    and named .tmp-<name>-*, the prefix a listing recognises as an abandoned write."""
+    from optical_core.store import checkpoints
+
+    folders = []
+    write = checkpoints.write_run_records
+    monkeypatch.setattr(checkpoints, "write_run_records", lambda folder, *a, **kw: folders.append(folder) or
+                        write(folder, *a, **kw))
+    target = checkpoints.save_checkpoint(tmp_path / "ckpts", _tiny_encoder(tmp_path, 1), _manifest())
+    (tmp,) = folders
+    assert tmp.parent == target.parent and tmp.name.startswith(".tmp-ck-") and len(tmp.name) > len(".tmp-ck-")
+    assert (target / "model.safetensors").is_file() and not (target / "pytorch_model.bin").exists()
+
+
+def test_a_manifest_too_deep_to_read_is_a_checkpoint_error(tmp_path, monkeypatch):
+    from optical_core.errors import CheckpointError
+    from optical_core.store import checkpoints
+
+    (tmp_path / "manifest.json").write_text(_manifest("m").to_json())
+
+    def too_deep(*args, **kwargs):  # what a deeply nested value does to the settings reader
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(checkpoints, "from_mapping", too_deep)
+    with pytest.raises(CheckpointError) as err:
+        checkpoints.read_manifest(tmp_path)
+    assert str(err.value) == f"{tmp_path / 'manifest.json'}: nested too deeply to be a manifest"
+
+
+def test_trimming_keeps_added_tokens_beyond_the_model_vocabulary():
+    """Tokens added on top of a model's vocabulary (ids after it) are kept like specials and renumbered after
+    the kept pieces; tokenizer.json is the one record of them (tokenizer_config.json's old ids are dropped)."""
+    from transformers import BertConfig, BertModel
+
+    from optical_core.models.vocab import trim_vocabulary
+
+    tokenizer = _specials_last_tokenizer("bert")
+    tokenizer.add_tokens(["[NEW]", "[OLD]"])  # ids 9 and 10
+    backbone = BertModel(BertConfig(vocab_size=11, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=16, pad_token_id=4))
+    rows = backbone.get_input_embeddings().weight.detach().clone()
+    backbone, trimmed, kept = trim_vocabulary(backbone, tokenizer, ["the [NEW] cat"])  # "[OLD]" unused: kept
+    assert kept == [0, 1, 4, 5, 6, 7, 8, 9, 10] and len(trimmed) == 9 == backbone.config.vocab_size
+    assert trimmed("the [NEW] cat [OLD] dog")["input_ids"] == [4, 0, 7, 1, 8, 3, 5]
+    added = json.loads(trimmed.backend_tokenizer.to_str())["added_tokens"]
+    assert [(t["content"], t["id"]) for t in added][-2:] == [("[NEW]", 7), ("[OLD]", 8)]
+    assert torch.equal(backbone.get_input_embeddings().weight[7:], rows[9:])

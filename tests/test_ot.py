@@ -165,7 +165,8 @@ def test_extreme_costs_on_padding_do_not_change_the_plan(plan_gradient):
     wild[:, 0, -1] = torch.where(padded[:, 0, -1], -1e6, wild[:, 0, -1])
     assert choose_solver(wild, reg=0.05) == "log" and choose_solver(C, reg=0.05) == "scaling"
     clean = transport_plan(C, a, b, reg=0.05, tol=1e-7, max_iter=2000)
-    torch.testing.assert_close(transport_plan(wild, a, b, reg=0.05, tol=1e-7, max_iter=2000, plan_gradient=plan_gradient),
+    torch.testing.assert_close(transport_plan(wild, a, b, reg=0.05, tol=1e-7, max_iter=2000,
+                                              plan_gradient=plan_gradient),
                                clean, atol=1e-6, rtol=0)
 
 
@@ -181,4 +182,5 @@ def test_plan_meets_the_tolerance_it_was_given(reg):
 
 def test_zero_iterations_is_refused():
     with pytest.raises(ValueError, match="max_iter"):
-        transport_plan(torch.zeros(1, 2, 2), torch.full((1, 2), 0.5), torch.full((1, 2), 0.5), reg=0.05, max_iter=0, tol=1e-5)
+        half = torch.full((1, 2), 0.5)
+        transport_plan(torch.zeros(1, 2, 2), half, half, reg=0.05, max_iter=0, tol=1e-5)

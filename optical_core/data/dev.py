@@ -29,7 +29,8 @@ def dev_collection(lang: str, n_queries: int = DEV_QUERIES, data_dir: Path | Non
     train = load_aligned_files(folder / f"train.{lang}", folder / "train.en", lang)
     seen = {normalise(t) for t in train.source + train.target}
     clean, _ = remove_heldout_overlap(dev, heldout_texts(lang, data_dir))
-    pairs = [(s, t) for s, t in zip(clean.source, clean.target) if normalise(s) not in seen and normalise(t) not in seen]
+    pairs = [(s, t) for s, t in zip(clean.source, clean.target)
+             if normalise(s) not in seen and normalise(t) not in seen]
     pairs = list(dict((normalise(t), (s, t)) for s, t in pairs).values())  # one document per English text
     if len(pairs) < 50:
         raise DataError(f"dev collection for '{lang}': only {len(pairs)} dev pairs are disjoint from training")

@@ -109,7 +109,8 @@ _TEACHER_CACHE: dict[tuple, TeacherTargets] = {}
 
 
 @torch.no_grad()
-def teacher_targets(teacher: Encoder, english: list[str], max_length: int, device, batch_size: int = 64) -> TeacherTargets:
+def teacher_targets(teacher: Encoder, english: list[str], max_length: int, device,
+                    batch_size: int = 64) -> TeacherTargets:
     key = (id(teacher), tuple(english), max_length)
     if key in _TEACHER_CACHE:
         return _TEACHER_CACHE[key]

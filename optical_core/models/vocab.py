@@ -18,7 +18,8 @@ from transformers import AutoTokenizer
 
 
 def used_token_ids(tokenizer, texts: list[str], batch_size: int = 2048) -> set[int]:
-    ids = set(tokenizer.all_special_ids)
+    """Ids the texts use, plus every special and added token (a handful of rows; kept whether used or not)."""
+    ids = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}))
     if tokenizer.unk_token_id is not None:
         ids.add(tokenizer.unk_token_id)
     for start in range(0, len(texts), batch_size):
@@ -30,13 +31,14 @@ def used_token_ids(tokenizer, texts: list[str], batch_size: int = 2048) -> set[i
 def _remap_tokenizer_json(spec: dict, kept: list[int]) -> dict:
     new_id = {old: new for new, old in enumerate(kept)}
     model = spec["model"]
+    # Added tokens outside the model's vocabulary have the highest ids, so they stay after it when renumbered.
     if model["type"] == "Unigram":
-        model["vocab"] = [model["vocab"][i] for i in kept]
+        model["vocab"] = [model["vocab"][i] for i in kept if i < len(model["vocab"])]
         if model.get("unk_id") is not None:
             model["unk_id"] = new_id[model["unk_id"]]
     elif model["type"] == "WordPiece":
         by_id = {i: piece for piece, i in model["vocab"].items()}
-        model["vocab"] = {by_id[old]: new for new, old in enumerate(kept)}
+        model["vocab"] = {by_id[old]: new for new, old in enumerate(kept) if old in by_id}
     else:
         raise ValueError(f"vocabulary trimming supports Unigram and WordPiece tokenizers, not {model['type']}")
     spec["added_tokens"] = [dict(t, id=new_id[t["id"]]) for t in spec.get("added_tokens", []) if t["id"] in new_id]
@@ -52,7 +54,9 @@ def _remap_tokenizer_json(spec: dict, kept: list[int]) -> dict:
 
 
 def trim_vocabulary(backbone, tokenizer, texts: list[str]):
-    """A (backbone, tokenizer) pair whose vocabulary is the pieces `texts` use. Returns (backbone, tokenizer, kept ids)."""
+    """A (backbone, tokenizer) pair whose vocabulary is the pieces `texts` use.
+
+    Returns (backbone, tokenizer, kept ids)."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("vocabulary trimming needs a fast (tokenizer.json) tokenizer")
     kept = sorted(used_token_ids(tokenizer, texts))
@@ -61,6 +65,11 @@ def trim_vocabulary(backbone, tokenizer, texts: list[str]):
         tokenizer.save_pretrained(tmp)
         for stale in ("vocab.txt", "sentencepiece.bpe.model", "tokenizer.model", "spiece.model"):
             (Path(tmp) / stale).unlink(missing_ok=True)
+        # tokenizer_config.json lists added tokens by their old ids; tokenizer.json (renumbered) is the record
+        config_file = Path(tmp) / "tokenizer_config.json"
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config.pop("added_tokens_decoder", None)
+        config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
         Tokenizer.from_str(json.dumps(spec)).save(str(Path(tmp) / "tokenizer.json"))
         if spec["model"]["type"] == "WordPiece":
             pieces = sorted(spec["model"]["vocab"], key=spec["model"]["vocab"].get)

@@ -111,7 +111,8 @@ def method_difference_table(results: pd.DataFrame, out_dir: Path | str, a: str, 
     return pd.DataFrame(out)
 
 
-def compare_sweeps(dir_a: Path | str, dir_b: Path | str, metric: str = "mrr@10", task: str = "headline") -> pd.DataFrame:
+def compare_sweeps(dir_a: Path | str, dir_b: Path | str, metric: str = "mrr@10",
+                   task: str = "headline") -> pd.DataFrame:
     """The same cells run twice (e.g. bf16 vs float32): per cell and step, both values, their paired
     difference over queries with its p-value, and the rank correlation of the two per-query score lists."""
     from scipy import stats

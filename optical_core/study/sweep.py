@@ -334,8 +334,9 @@ def collect_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.
     for r in records:
         base = {k: r.get(k) for k in CELL_COLUMNS}
         task = r.get("task", "headline")  # the oldest records name no task: theirs was the headline task
-        evaluations = r.get("evaluations") or [dict(step=r.get("train_steps", 0), task=task, means=r["means"],
-                                                    n_queries=r.get("n_queries"), per_query_file=r.get("per_query_file"))]
+        oldest = dict(step=r.get("train_steps", 0), task=task, means=r["means"], n_queries=r.get("n_queries"),
+                      per_query_file=r.get("per_query_file"))
+        evaluations = r.get("evaluations") or [oldest]
         last = max(e["step"] for e in evaluations)
         for e in evaluations:
             step = {k: e.get(k) for k in STEP_COLUMNS}
