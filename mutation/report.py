@@ -58,6 +58,9 @@ def main() -> None:
     print("# Mutation report (mutmut 3.8.1, `make mutation`)\n")
     print("Scope: mutation/scope.txt. Score = killed / (mutants checked - equivalent). Equivalent mutants, each "
           "with its reason: mutation/equivalent.toml.\n")
+    runs = ROOT / "mutation" / "runs.md"  # by hand: which runs the results below come from
+    if runs.exists():
+        print(runs.read_text(encoding="utf-8").strip() + "\n")
     print("| module | mutants | killed | equivalent | survived | not checked | score |")
     print("|:--|--:|--:|--:|--:|--:|--:|")
     total = defaultdict(int)
@@ -79,6 +82,13 @@ def main() -> None:
         print("## Not killed\n")
         for module, name in survivors:
             print(f"- `{name}`: {diff(name)}")
+        print()
+    codes = results()
+    stale = sorted(name for name in equivalent if codes.get(name, 0) in KILLED or name not in codes)
+    if stale:  # a mutant renumbered after its function changed: the reason may describe another mutation
+        print("## Entries in equivalent.toml that match no surviving mutant (check or remove them)\n")
+        for name in stale:
+            print(f"- `{name}`: {'killed' if name in codes else 'no such mutant'}")
         print()
     if any(st["equivalent"] for st in by_module.values()):
         print("## Equivalent (cannot change behaviour)\n")

@@ -19,11 +19,9 @@ from transformers import AutoTokenizer
 
 def used_token_ids(tokenizer, texts: list[str], batch_size: int = 2048) -> set[int]:
     """Ids the texts use, plus every special and added token (a handful of rows; kept whether used or not)."""
-    ids = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}))
-    if tokenizer.unk_token_id is not None:
-        ids.add(tokenizer.unk_token_id)
+    ids = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)  # <unk> is among the specials
     for start in range(0, len(texts), batch_size):
-        for row in tokenizer(texts[start : start + batch_size], add_special_tokens=True)["input_ids"]:
+        for row in tokenizer(texts[start : start + batch_size])["input_ids"]:
             ids.update(row)
     return ids
 
@@ -41,7 +39,8 @@ def _remap_tokenizer_json(spec: dict, kept: list[int]) -> dict:
         model["vocab"] = {by_id[old]: new for new, old in enumerate(kept) if old in by_id}
     else:
         raise ValueError(f"vocabulary trimming supports Unigram and WordPiece tokenizers, not {model['type']}")
-    spec["added_tokens"] = [dict(t, id=new_id[t["id"]]) for t in spec.get("added_tokens", []) if t["id"] in new_id]
+    # tokenizers re-derives added-token ids on load; renumbered here so that the file itself is right
+    spec["added_tokens"] = [dict(t, id=new_id[t["id"]]) for t in spec["added_tokens"] if t["id"] in new_id]
     post = spec.get("post_processor") or {}
     processors = post.get("processors", [post])
     for proc in processors:
@@ -65,11 +64,6 @@ def trim_vocabulary(backbone, tokenizer, texts: list[str]):
         tokenizer.save_pretrained(tmp)
         for stale in ("vocab.txt", "sentencepiece.bpe.model", "tokenizer.model", "spiece.model"):
             (Path(tmp) / stale).unlink(missing_ok=True)
-        # tokenizer_config.json lists added tokens by their old ids; tokenizer.json (renumbered) is the record
-        config_file = Path(tmp) / "tokenizer_config.json"
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-        config.pop("added_tokens_decoder", None)
-        config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
         Tokenizer.from_str(json.dumps(spec)).save(str(Path(tmp) / "tokenizer.json"))
         if spec["model"]["type"] == "WordPiece":
             pieces = sorted(spec["model"]["vocab"], key=spec["model"]["vocab"].get)
