@@ -94,7 +94,7 @@ def main() -> None:
         print("## Equivalent (cannot change behaviour)\n")
         for st in by_module.values():
             for name in st["equivalent"]:
-                print(f"- `{name}`: {equivalent[name]}")
+                print(f"- `{name}`: {equivalent[name]}  \n  `{diff(name)}`")
 
 
 if __name__ == "__main__":
