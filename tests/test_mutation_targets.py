@@ -1286,3 +1286,150 @@ def test_trimming_keeps_added_tokens_beyond_the_model_vocabulary():
     added = json.loads(trimmed.backend_tokenizer.to_str())["added_tokens"]
     assert [(t["content"], t["id"]) for t in added][-2:] == [("[NEW]", 7), ("[OLD]", 8)]
     assert torch.equal(backbone.get_input_embeddings().weight[7:], rows[9:])
+
+
+# ---- from the review of the equivalent-mutant list: behaviours that the "equivalent" reasons got wrong ----
+
+def test_sizes_in_the_verdict_are_rounded_from_the_exact_count():
+    """1,050,001 parameters is 1.1M (1.050001 rounds up); the tables and the verdict must agree on such sizes."""
+    from optical_core.study.analysis import Slope, verdict
+
+    pooled = [Slope("pooled", "gain", 0.01, -0.02, 0.04, 0.5, 4)]
+    gains = _gains(["swa"], [1_050_001, 2_350_001], kd_above_floor=False, ot_above_floor=False)
+    text = verdict(pooled, gains, "mrr@10", "me5")
+    assert text.startswith("Across 2 me5 student sizes (1.1M to 2.4M non-embedding parameters)")
+    assert "(sizes 1.1M, 2.4M)" in text
+
+
+def test_scaling_path_keeps_raw_padding_costs_and_one_gauge_per_pair():
+    """The fast path neither rewrites padding costs (its plan after one iteration is scaling_sinkhorn's on the raw
+    costs) nor shares a gauge across pairs: a pair whose kernel sums are e^50 apart from its neighbour's would
+    underflow under a batch-wide scale."""
+    from optical_core.distil.ot import scaling_sinkhorn, transport_plan
+
+    C = T([[[0.0, 1.0, 0.0], [1.0, 0.0, 1.0]]])
+    a, b = T([[0.5, 0.5]]), T([[0.5, 0.5, 0.0]])  # the third teacher token is padding
+    one = transport_plan(C, a, b, reg=0.5, max_iter=1, tol=1e-9)
+    torch.testing.assert_close(one, scaling_sinkhorn(C.clone(), a, b, 0.5, 1, 1e-9), atol=0, rtol=0)
+    torch.testing.assert_close(one, T([[[0.4074, 0.0373, 0.0], [0.0926, 0.4627, 0.0]]]), atol=1e-4, rtol=0)
+    apart = T([[[0.0, 50.0], [0.0, 50.0]], [[0.0, 0.0], [50.0, 50.0]]])
+    half = torch.full((2, 2), 0.5)
+    plan = transport_plan(apart, half, half, reg=1.0, max_iter=100, tol=1e-5)
+    torch.testing.assert_close(plan, torch.full((2, 2, 2), 0.25), atol=1e-6, rtol=0)
+
+
+def test_mean_pool_keeps_the_dtype_of_the_token_vectors():
+    v = torch.tensor([[[1.0, 2.0], [3.0, 5.0], [100.0, 100.0]]], dtype=torch.bfloat16)
+    pooled = mean_pool(v, T([[1, 1, 0]]))
+    assert pooled.dtype == torch.bfloat16 and pooled.tolist() == [[2.0, 3.5]]
+
+
+def test_token_idf_copes_with_an_empty_text(tmp_path):
+    from optical_core.models.vocab import token_idf
+
+    _, tokenizer, _ = _tiny_wordpiece(tmp_path)
+    idf = token_idf(tokenizer, ["", "cat"], 12)
+    assert idf[6].item() == pytest.approx(math.log(3 / 2) + 1) and idf[5].item() == pytest.approx(math.log(3) + 1)
+
+
+def test_significance_computes_in_float64_whatever_the_input_dtype():
+    values = np.float32([0.1, 0.2, 0.7])
+    assert mean_ci(values)[0] == np.float64(values).mean()  # not float32's 0.33333334
+    a, b = np.float32([0.1, 0.2, 0.7]), np.float32([0.0, 0.0, 0.0])
+    assert paired_comparison(a, b).difference == np.float64(a).mean()
+    assert paired_comparison(b, a).difference == -np.float64(a).mean()
+    assert paired_comparison(a, b).mean_a == np.float64(a).mean() == paired_comparison(b, a).mean_b
+
+
+def test_pure_ot_never_reads_the_kd_target():
+    """kd_weight = 0: the KD term is not computed at all, so a broken KD target (NaN) cannot leak in as 0 x NaN."""
+    config = LossConfig(method="ot", kd_weight=0.0, reg=0.1, sinkhorn_iters=50)
+    s = T([[[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]], requires_grad=True)
+    student = TokenBatch(T([[2, 5, 3]]), T([[1, 1, 1]]), T([[0, 1, 0]]))
+    teacher = TeacherBatch(T([[[1.0, 0.0], [0.0, 1.0]]]), T([[True, True]]), T([[5, 6]]), T([[float("nan")] * 2]))
+    out = Objective(config)(s, student, teacher)
+    assert torch.isfinite(out.loss).all()
+
+
+def test_teacher_batches_land_on_the_requested_device(tmp_path):
+    """Every tensor of a collated batch is moved (checked on the 'meta' device: no GPU needed)."""
+    from optical_core.distil.train import teacher_targets
+    from optical_core.models.encoders import Encoder
+
+    _, tokenizer, backbone = _tiny_wordpiece(tmp_path)
+    targets = teacher_targets(Encoder(backbone, tokenizer), ["the cat sat", "dog"], max_length=8, device="cpu")
+    batch = targets.collate([0, 1], "meta")
+    assert [t.device.type for t in (batch.tokens, batch.mask, batch.input_ids, batch.embedding)] == ["meta"] * 4
+
+
+def _save_twice_with(tmp_path, monkeypatch, fake_rename=None, fake_rmtree=None):
+    """Save a checkpoint, then save over it with rename/rmtree replaced; returns (root, the error raised or None)."""
+    import pathlib
+    import shutil
+
+    from optical_core.store import checkpoints
+
+    root = tmp_path / "ckpts"
+    checkpoints.save_checkpoint(root, _tiny_encoder(tmp_path, 1), _manifest())
+    if fake_rename:
+        real = pathlib.Path.rename
+        monkeypatch.setattr(pathlib.Path, "rename", lambda self, to: fake_rename(real, self, to))
+    if fake_rmtree:
+        real_rmtree = shutil.rmtree
+        monkeypatch.setattr(checkpoints.shutil, "rmtree",
+                            lambda path, ignore_errors=False: fake_rmtree(real_rmtree, path, ignore_errors))
+    try:
+        checkpoints.save_checkpoint(root, _tiny_encoder(tmp_path, 2), _manifest())
+        return root, None
+    except BaseException as err:  # noqa: BLE001 - the test inspects what a kill or failure leaves
+        return root, err
+    finally:
+        monkeypatch.undo()
+
+
+def test_a_kill_between_the_two_renames_is_repaired_by_the_next_listing(tmp_path, monkeypatch):
+    from optical_core.store.checkpoints import list_checkpoints
+
+    def kill_on_swap(real, self, to):
+        if self.name.startswith(".tmp-"):
+            raise KeyboardInterrupt("killed between the renames")
+        return real(self, to)
+
+    root, err = _save_twice_with(tmp_path, monkeypatch, fake_rename=kill_on_swap)
+    assert isinstance(err, KeyboardInterrupt) and not (root / "ck").exists()
+    assert [e.name for e in list_checkpoints(root)] == ["ck"]  # the .old- copy is renamed back
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "ck"]
+
+
+def test_a_kill_before_the_old_copy_is_deleted_leaves_nothing_after_a_listing(tmp_path, monkeypatch):
+    from optical_core.store.checkpoints import list_checkpoints
+
+    def kill_on_delete(real, path, ignore_errors):
+        if ".deleting-" in str(path):
+            raise KeyboardInterrupt("killed before deleting the old copy")
+        return real(path, ignore_errors=ignore_errors)
+
+    root, err = _save_twice_with(tmp_path, monkeypatch, fake_rmtree=kill_on_delete)
+    assert isinstance(err, KeyboardInterrupt) and any(p.name.startswith(".deleting-ck-") for p in root.iterdir())
+    assert [e.name for e in list_checkpoints(root)] == ["ck"]
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "ck"]
+
+
+def test_a_failure_to_delete_the_old_copy_does_not_fail_the_save(tmp_path, monkeypatch):
+    def undeletable(real, path, ignore_errors):
+        if ".deleting-" in str(path) and not ignore_errors:
+            raise PermissionError(f"cannot delete {path}")
+        return real(path, ignore_errors=ignore_errors)
+
+    root, err = _save_twice_with(tmp_path, monkeypatch, fake_rmtree=undeletable)
+    assert err is None and (root / "ck" / "manifest.json").is_file()
+
+
+def test_a_failed_swap_reraises_its_own_error(tmp_path, monkeypatch):
+    def fail_on_trash(real, self, to):
+        if Path(to).name.startswith(".deleting-"):
+            raise OSError("boom")
+        return real(self, to)
+
+    _, err = _save_twice_with(tmp_path, monkeypatch, fake_rename=fail_on_trash)
+    assert type(err) is OSError and str(err) == "boom"  # not the FileNotFoundError of cleaning up a moved copy

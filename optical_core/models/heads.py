@@ -25,7 +25,9 @@ def ridge_head(X: torch.Tensor, Y: torch.Tensor, shrinkage: float = 0.1) -> tupl
     Xc, Yc = X - x_mean, Y - y_mean
     gram = Xc.T @ Xc
     lam = shrinkage * torch.trace(gram) / gram.shape[0]
-    W = torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype), Xc.T @ Yc)  # [d_in, d_out]
+    regularised = gram.clone()
+    regularised.diagonal().add_(lam)  # gram + lambda I, all in float64
+    W = torch.linalg.solve(regularised, Xc.T @ Yc)  # [d_in, d_out]
     return W.T.float(), (y_mean - x_mean @ W).float()
 
 
