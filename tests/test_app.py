@@ -88,7 +88,7 @@ def test_overview_opens_on_the_current_study_with_the_regime_first(app_env):
     assert at.selectbox[0].value == "results/pilot"  # the current study, not the superseded one
     verdict = at.info[0].value
     assert verdict.startswith("Regime (headline, mrr@10): ")  # whether students learned, before any trend
-    assert verdict.index("Regime") < verdict.index("relative gain of OT over KD")
+    assert verdict.index("Regime") < verdict.index("OT minus KD")
     assert titles(at) == ["mrr@10 along training (x: collapsed, query cosine > 0.9)",
                           "OT-vs-KD gain in mrr@10 vs student size"]
     gain = figure_dicts(at)[1]["data"]

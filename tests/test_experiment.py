@@ -180,18 +180,20 @@ def test_gain_and_slope_are_recovered_on_a_crafted_table(tmp_path):
     row = gains[(gains.lang == "aaa") & (gains.params_non_embedding == 10_000_000)].iloc[0]
     assert row.gain == pytest.approx(0.1) and row.gain_ci_low == pytest.approx(0.1)
     assert row.abs_diff == pytest.approx(0.04)
-    slopes = scaling_slopes(gains)
+    slopes = scaling_slopes(gains, "gain")
     pooled = slopes[0]
     assert pooled.scope == "pooled" and pooled.slope == pytest.approx(0.1, abs=1e-9) and pooled.n == 12
     assert all(s.slope == pytest.approx(0.1, abs=1e-9) for s in slopes[1:])
-    text = verdict(slopes, gains, "mrr@10", "fam")
-    assert "grows with student size" in text and "+0.100" in text
+    absolute = scaling_slopes(gains, "abs_diff")  # OT - KD = 0.4 x gain
+    assert absolute[0].slope == pytest.approx(0.04, abs=1e-9)
+    text = verdict(absolute, gains, "mrr@10", "fam")
+    assert "OT gains on KD as students grow: slope +0.040" in text
 
 
 def test_verdict_says_no_detectable_effect_when_the_ci_spans_zero(tmp_path):
     results = crafted_study(tmp_path, slope_per_decade=0.0, noise=0.05, seed=1)
     gains = gain_table(results, tmp_path, n_boot=100)
-    slopes = scaling_slopes(gains)
+    slopes = scaling_slopes(gains, "abs_diff")
     assert slopes[0].spans_zero
     assert "no detectable effect" in verdict(slopes, gains, "mrr@10", "fam")
 
@@ -250,7 +252,8 @@ def test_floor_check_flags_students_that_do_not_beat_their_initialisation(tmp_pa
     # OT is 0.4 * (1 + gain): above the floor exactly where the crafted gain is clearly positive
     big = gains[gains.params_non_embedding >= 10_000_000]
     assert big.ot_above_floor.all()
-    assert "neither objective beats the untrained student" in verdict(scaling_slopes(gains), gains, "mrr@10", "fam")
+    assert "neither KD nor OT beats the untrained student" in verdict(scaling_slopes(gains, "abs_diff"), gains,
+                                                                      "mrr@10", "fam")
 
 
 def test_ablation_table_sets_each_variant_beside_the_reference_cells(quick_sweep, tmp_path):
@@ -310,7 +313,9 @@ def test_exported_verdict_states_the_regime_before_any_trend(quick_sweep, tmp_pa
     out, _, _ = quick_sweep
     analyse_sweep(out, export_to=tmp_path)
     first = (tmp_path / "verdict.md").read_text().split("\n\n")[0]
-    assert first.startswith("Regime (headline, mrr@10): minilm-L1 starts at")
+    assert first.startswith("Regime (headline, mrr@10): each objective beats its start (paired over queries, "
+                            "p < 0.05) in this many size-language cells: kd in ")
+    assert "Start -> last step, mean over 1 language: minilm-L1 " in first
 
 
 def test_an_unfinished_sweep_says_so_first(tmp_path):

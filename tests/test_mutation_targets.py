@@ -343,25 +343,31 @@ def test_ols_slope_by_hand_and_degenerate_cases():
 
 
 def test_verdict_text_for_a_crafted_study(tmp_path):
-    from optical_core.study.analysis import gain_table, scaling_slopes, verdict
+    """crafted_study: OT = KD x (1 + gain), KD = 0.4, gain = 0.05 [bbb] + 0.1 log10(p / 1M); so OT - KD =
+    0.02 [bbb] + 0.04 log10(p / 1M): +0.007 at 1M, +0.066 at 30M and +0.036 over the four sizes (log10 0, 0.477,
+    1, 1.477), averaged over the three languages."""
+    from optical_core.study.analysis import gain_table, relative_slopes, scaling_slopes, verdict
     from tests.test_experiment import crafted_study
 
     gains = gain_table(crafted_study(tmp_path, slope_per_decade=0.1), tmp_path, n_boot=50)
-    slopes = scaling_slopes(gains)
-    text = verdict(slopes, gains, "mrr@10", "fam", budget_note="Budget: 400 steps.")
-    assert slopes[0].p_value < 1e-9  # exact data: p is rounding noise, printed as is
+    slopes, relative = scaling_slopes(gains, "abs_diff"), relative_slopes(gains)
+    text = verdict(slopes, gains, "mrr@10", "fam", budget_note="Budget: 400 steps.", relative=relative)
+    assert slopes[0].p_value < 1e-9 and relative[0].p_value < 1e-9  # exact data: p is rounding noise, printed as is
     assert text == (
         "Across 4 fam student sizes (1.0M to 30.0M non-embedding parameters) and 3 languages (aaa, bbb, ccc), "
-        f"the relative gain of OT over KD in mrr@10 averages {gains.gain.mean():+.1%}. The gain grows with student "
-        "size: slope +0.100 per 10x non-embedding parameters (95% CI +0.100 to +0.100, "
-        f"p = {slopes[0].p_value:.2g}, n = 12). "
-        "Per language, the slope's CI excludes zero for aaa, bbb, ccc. Budget: 400 steps.")
-    assert [(s.scope, s.y) for s in slopes] == [("pooled", "gain"), ("aaa", "gain"), ("bbb", "gain"), ("ccc", "gain")]
-    assert {s.y for s in scaling_slopes(gains, y="abs_diff")} == {"abs_diff"}
+        "OT minus KD in mrr@10 at the last step averages +0.036 (+0.007 at the smallest size, +0.066 at the "
+        "largest). OT gains on KD as students grow: slope +0.040 per 10x parameters (95% CI +0.040 to +0.040, "
+        f"p = {slopes[0].p_value:.2g}, n = 12). Per language, the slope's CI excludes zero for aaa, bbb, ccc. "
+        "Where KD beats its start (12 of 12 size-language cells; no untrained start was scored, so whether KD "
+        f"learned is unchecked), OT's relative gain over KD averages {gains.gain.mean():+.1%}; its slope is +0.100 "
+        f"per 10x parameters (95% CI +0.100 to +0.100, p = {relative[0].p_value:.2g}, n = 12). Budget: 400 steps.")
+    assert [(s.scope, s.y) for s in slopes] == [("pooled", "abs_diff"), ("aaa", "abs_diff"), ("bbb", "abs_diff"),
+                                                ("ccc", "abs_diff")]
+    assert {s.y for s in relative} == {"gain"}
     shrinking = gain_table(crafted_study(tmp_path, slope_per_decade=-0.1), tmp_path, n_boot=50)
-    text = verdict(scaling_slopes(shrinking), shrinking, "mrr@10", "fam")
-    assert "The gain shrinks with student size: slope -0.100" in text
-    assert text.endswith(" Per language, the slope's CI excludes zero for aaa, bbb, ccc.")  # no note: nothing after
+    text = verdict(scaling_slopes(shrinking, "abs_diff"), shrinking, "mrr@10", "fam")
+    assert "OT loses ground to KD as students grow: slope -0.040" in text
+    assert text.endswith(f"OT's relative gain over KD averages {shrinking.gain.mean():+.1%}.")  # nothing after
 
 
 # ---- vocabulary trimming and idf on tiny hand-built tokenizers ---------------------------------------------
@@ -717,9 +723,11 @@ def test_gain_table_matches_a_loop_bootstrap(tmp_path):
 
 
 def _gains(langs, sizes, gain=0.05, **floors):
+    """A gains table: KD at 0.4 everywhere, so OT - KD = 0.4 x the relative gain."""
     import pandas as pd
 
-    return pd.DataFrame([dict(lang=lang, params_non_embedding=p, gain=gain, **floors) for lang in langs for p in sizes])
+    return pd.DataFrame([dict(lang=lang, params_non_embedding=p, gain=gain, abs_diff=0.4 * gain, **floors)
+                         for lang in langs for p in sizes])
 
 
 def test_verdict_sentences_for_each_case():
@@ -727,39 +735,92 @@ def test_verdict_sentences_for_each_case():
 
     nan = float("nan")
     one_lang = _gains(["swa"], [2_000_000, 21_300_000])
-    text = verdict([Slope("pooled", "gain", nan, nan, nan, nan, 2)], one_lang, "mrr@10", "me5")
-    assert text == ("Across 2 me5 student sizes (2.0M to 21.3M non-embedding parameters) and 1 language (swa), the "
-                    "relative gain of OT over KD in mrr@10 averages +5.0%. There are too few sizes to estimate how the "
-                    "gain changes with size.")
-    spans = [Slope("pooled", "gain", 0.012, -0.02, 0.044, 0.41, 10), Slope("swa", "gain", 0.01, -0.1, 0.12, 0.8, 5),
-             Slope("yor", "gain", nan, nan, nan, nan, 2)]
-    text = verdict(spans, _gains(["swa", "yor"], [2e6, 4e6, 8e6, 12e6, 21e6], gain=-0.1), "ndcg@10", "me5")
+    text = verdict([Slope("pooled", "abs_diff", nan, nan, nan, nan, 2)], one_lang, "mrr@10", "me5")
+    assert text == ("Across 2 me5 student sizes (2.0M to 21.3M non-embedding parameters) and 1 language (swa), OT "
+                    "minus KD in mrr@10 at the last step averages +0.020 (+0.020 at the smallest size, +0.020 at the "
+                    "largest). There are too few sizes to estimate how the difference changes with size. Where KD "
+                    "beats its start (2 of 2 size-language cells; no untrained start was scored, so whether KD "
+                    "learned is unchecked), OT's relative gain over KD averages +5.0%.")
+    spans = [Slope("pooled", "abs_diff", 0.012, -0.02, 0.044, 0.41, 10),
+             Slope("swa", "abs_diff", 0.01, -0.1, 0.12, 0.8, 5), Slope("yor", "abs_diff", nan, nan, nan, nan, 2)]
+    relative = [Slope("pooled", "gain", 0.03, 0.01, 0.05, 0.004, 10)]
+    gains = _gains(["swa", "yor"], [2e6, 4e6, 8e6, 12e6, 21e6], gain=-0.1, kd_above_floor=True, ot_above_floor=True)
+    text = verdict(spans, gains, "ndcg@10", "me5", relative=relative)
     assert text == ("Across 5 me5 student sizes (2.0M to 21.0M non-embedding parameters) and 2 languages (swa, yor), "
-                    "the relative gain of OT over KD in ndcg@10 averages -10.0%. Its slope on log10(non-embedding "
-                    "params) is "
-                    "+0.012 per 10x parameters (95% CI -0.020 to +0.044, p = 0.41, n = 10): no detectable effect of "
-                    "student size on the OT-vs-KD gain. Per language, no slope's CI excludes zero.")
-    no_per_language = [Slope("pooled", "gain", -0.05, -0.09, -0.01, 0.02, 6),
-                       Slope("swa", "gain", nan, nan, nan, nan, 2)]
+                    "OT minus KD in ndcg@10 at the last step averages -0.040 (-0.040 at the smallest size, -0.040 at "
+                    "the largest). Its slope on log10(non-embedding params) is +0.012 per 10x parameters (95% CI "
+                    "-0.020 to +0.044, p = 0.41, n = 10): no detectable effect of student size on OT minus KD. Per "
+                    "language, no slope's CI excludes zero. Where KD beats its start (10 of 10 size-language cells), "
+                    "OT's relative gain over KD averages -10.0%; its slope is +0.030 per 10x parameters (95% CI "
+                    "+0.010 to +0.050, p = 0.004, n = 10).")
+    no_per_language = [Slope("pooled", "abs_diff", -0.05, -0.09, -0.01, 0.02, 6),
+                       Slope("swa", "abs_diff", nan, nan, nan, nan, 2)]
     text = verdict(no_per_language, _gains(["swa"], [2e6, 4e6]), "mrr@10", "me5")
-    assert text.endswith("The gain shrinks with student size: slope -0.050 per 10x non-embedding parameters "
-                         "(95% CI -0.090 to -0.010, p = 0.02, n = 6).")
+    assert "OT loses ground to KD as students grow: slope -0.050 per 10x parameters (95% CI -0.090 to -0.010, " \
+           "p = 0.02, n = 6). Where KD" in text
+
+
+def test_relative_gain_is_reported_only_where_kd_beats_its_start():
+    from optical_core.study.analysis import Slope, relative_slopes, verdict
+
+    gains = _gains(["swa", "yor"], [2e6, 4e6, 8e6], kd_above_floor=True, ot_above_floor=True)
+    gains["gain"] = [0.9, 0.1, 0.2, -0.3, 0.3, 0.5]  # 2M swa: KD did not learn, and its huge gain must not count
+    gains.loc[0, "kd_above_floor"] = False
+    pooled = [Slope("pooled", "abs_diff", 0.01, -0.02, 0.04, 0.5, 6)]
+    text = verdict(pooled, gains, "mrr@10", "me5", relative=relative_slopes(gains))
+    assert "Where KD beats its start (5 of 6 size-language cells), OT's relative gain over KD averages +16.0%; its " \
+           "slope is " in text  # (0.1 + 0.2 - 0.3 + 0.3 + 0.5) / 5
+    assert relative_slopes(gains)[0].n == 5 and [s.scope for s in relative_slopes(gains)] == ["pooled", "swa", "yor"]
+    nowhere = gains.assign(kd_above_floor=False)
+    assert relative_slopes(nowhere) == []
+    assert verdict(pooled, nowhere, "mrr@10", "me5").endswith(
+        " KD beats its start in none of the cells, so no relative "
+        "gain is reported.")
+
+
+def test_verdict_reports_the_slope_along_training_and_collapse_counts():
+    import pandas as pd
+
+    from optical_core.study.analysis import Slope, verdict
+
+    pooled = [Slope("pooled", "abs_diff", 0.01, -0.02, 0.04, 0.5, 6)]
+    gains = _gains(["swa"], [2e6, 8e6], kd_above_floor=True, ot_above_floor=True)
+    row = dict(scope="pooled", ci_low=-0.1, ci_high=0.3, p_value=0.2, n=10)
+    along = pd.DataFrame([dict(row, a="ot", step=0, slope=0.0), dict(row, a="ot", step=400, slope=0.1),
+                          dict(row, a="ot", step=25, slope=-0.05, ci_low=-0.09, ci_high=-0.01),
+                          dict(row, a="ot", step=50, slope=float("nan")),
+                          dict(row, a="ot", step=25, scope="swa", slope=9),
+                          dict(row, a="ot-kd", step=25, slope=0.7), dict(row, a="ot-kd", step=400, slope=0.02)])
+    collapses = pd.DataFrame([dict(layers=2, method="ot", cells=4, collapsed_cells=3, collapsed_at_end=1),
+                              dict(layers=1, method="ot", cells=4, collapsed_cells=2, collapsed_at_end=0),
+                              dict(layers=8, method="ot", cells=4, collapsed_cells=0, collapsed_at_end=0),
+                              dict(layers=1, method="kd", cells=4, collapsed_cells=0, collapsed_at_end=0)])
+    text = verdict(pooled, gains, "mrr@10", "me5", along=along, collapses=collapses)
+    assert text.endswith(
+        "OT's relative gain over KD averages +5.0%. Along training, OT minus KD has a pooled slope per 10x (95% CI) "
+        "of: step 25 -0.050 (-0.090 to -0.010); step 400 +0.100 (-0.100 to +0.300). ot-kd minus KD at the last step: "
+        "slope +0.020 per 10x parameters (95% CI -0.100 to +0.300, p = 0.2, n = 10). Collapse (mean pairwise query "
+        "cosine > 0.9 at some evaluated step): ot in 5 of 12 cells (L1 2/4, L2 3/4; 1 still collapsed at the last "
+        "step).")
+    calm = collapses.assign(collapsed_cells=0, collapsed_at_end=0)
+    assert verdict(pooled, gains, "mrr@10", "me5", collapses=calm).endswith(
+        " No trained cell collapsed (mean pairwise query cosine > 0.9) at any evaluated step.")
 
 
 def test_verdict_cautions_about_floor_level_cells():
     from optical_core.study.analysis import Slope, verdict
 
-    pooled = [Slope("pooled", "gain", 0.01, -0.02, 0.04, 0.5, 4)]
+    pooled = [Slope("pooled", "abs_diff", 0.01, -0.02, 0.04, 0.5, 4)]
     gains = _gains(["swa"], [2e6, 4e6, 8e6, 12e6], kd_above_floor=True, ot_above_floor=False)
     gains.loc[gains.params_non_embedding <= 4e6, "kd_above_floor"] = False
     text = verdict(pooled, gains, "mrr@10", "me5")
-    assert text.endswith(" Caution: in 2 of 4 size-language cells neither objective beats the untrained student "
+    assert text.endswith(" Caution: in 2 of 4 size-language cells neither KD nor OT beats the untrained student "
                          "(p < 0.05), so the gain there compares two floor-level students (sizes 2.0M, 4.0M). OT beats "
                          "the untrained student in none of the cells at this budget.")
     gains.loc[0, "ot_above_floor"] = True  # OT beats its start in one cell: no "none of the cells" sentence
     gains.loc[0, "kd_above_floor"] = True
     assert verdict(pooled, gains, "mrr@10", "me5").endswith(
-        " Caution: in 1 of 4 size-language cells neither objective beats the untrained student (p < 0.05), so the "
+        " Caution: in 1 of 4 size-language cells neither KD nor OT beats the untrained student (p < 0.05), so the "
         "gain there compares two floor-level students (sizes 4.0M).")
     above = _gains(["swa"], [2e6, 4e6], kd_above_floor=True, ot_above_floor=True)
     assert "Caution" not in verdict(pooled, above, "mrr@10", "me5")
@@ -1294,7 +1355,7 @@ def test_sizes_in_the_verdict_are_rounded_from_the_exact_count():
     """1,050,001 parameters is 1.1M (1.050001 rounds up); the tables and the verdict must agree on such sizes."""
     from optical_core.study.analysis import Slope, verdict
 
-    pooled = [Slope("pooled", "gain", 0.01, -0.02, 0.04, 0.5, 4)]
+    pooled = [Slope("pooled", "abs_diff", 0.01, -0.02, 0.04, 0.5, 4)]
     gains = _gains(["swa"], [1_050_001, 2_350_001], kd_above_floor=False, ot_above_floor=False)
     text = verdict(pooled, gains, "mrr@10", "me5")
     assert text.startswith("Across 2 me5 student sizes (1.1M to 2.4M non-embedding parameters)")

@@ -1,9 +1,10 @@
 """From the sweep's per-query scores to the answer: gains with CIs, the slope on size, a verdict.
 
-Gain = (OT - KD) / KD of a metric's mean, per (family, size, language), over seeds. Its 95% CI is a
-paired bootstrap that resamples seeds and queries together (OT and KD share seeds, batches and
-queries). The scaling effect is an OLS slope of the gain on log10(non-embedding params): pooled over
-languages (with a per-language intercept) and per language, with a t-based 95% CI and p-value.
+Per (family, size, language), over seeds: the absolute difference OT - KD of a metric's mean and the
+relative gain (OT - KD) / KD. Their 95% CIs are a paired bootstrap that resamples seeds and queries together
+(OT and KD share seeds, batches and queries). The scaling effect is an OLS slope on log10(non-embedding
+params): pooled over languages (with a per-language intercept) and per language, with a t-based 95% CI and
+p-value; of the absolute difference everywhere, of the relative gain only where KD beats its start.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def ols_slope(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, sc
     return Slope(scope, y_name, float(coef[0]), float(coef[0] - t_crit * se), float(coef[0] + t_crit * se), p, len(y))
 
 
-def scaling_slopes(gains: pd.DataFrame, y: str = "gain") -> list[Slope]:
+def scaling_slopes(gains: pd.DataFrame, y: str) -> list[Slope]:
     """Slope of `y` on log10(non-embedding params): pooled (per-language intercepts), then per language."""
     x = np.log10(gains.params_non_embedding.to_numpy(dtype=float))
     out = [ols_slope(x, gains[y].to_numpy(), gains.lang.to_numpy(), "pooled", y)]
@@ -149,43 +150,131 @@ def scaling_slopes(gains: pd.DataFrame, y: str = "gain") -> list[Slope]:
     return out
 
 
-def verdict(slopes: list[Slope], gains: pd.DataFrame, metric: str, family: str, budget_note: str = "") -> str:
-    """A paragraph stating the answer the numbers support, and no more."""
+def _slope_clause(s: Slope) -> str:
+    return (f"{s.slope:+.3f} per 10x parameters (95% CI {s.ci_low:+.3f} to {s.ci_high:+.3f}, p = {s.p_value:.2g}, "
+            f"n = {s.n})")
+
+
+def _learned(gains: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The cells where KD beats its start: the only ones where a relative gain over KD means something."""
+    known = gains.kd_above_floor.notna() if "kd_above_floor" in gains else pd.Series(False, index=gains.index)
+    if not known.any():
+        return gains, "; no untrained start was scored, so whether KD learned is unchecked"
+    return gains[known & (gains.kd_above_floor == True)], ""  # noqa: E712
+
+
+def relative_slopes(gains: pd.DataFrame) -> list[Slope]:
+    """Slopes of the relative gain, on the cells where KD beats its start only."""
+    learned, _ = _learned(gains)
+    return scaling_slopes(learned, "gain") if len(learned) else []
+
+
+def verdict(slopes: list[Slope], gains: pd.DataFrame, metric: str, family: str, budget_note: str = "",
+            relative: list[Slope] | None = None, along: pd.DataFrame | None = None,
+            collapses: pd.DataFrame | None = None) -> str:
+    """A paragraph stating the answer the numbers support, and no more.
+
+    `slopes`: the absolute difference OT - KD at the last step on log10(non-embedding params), pooled then per
+    language (`scaling_slopes(gains, "abs_diff")`); `relative`: the relative gain's slopes on the cells where KD
+    beats its start; `along`: the pooled slope at each evaluated step (`slopes_along_training`); `collapses`:
+    collapse counts per objective and size (`curves.collapse_counts`)."""
     pooled = next(s for s in slopes if s.scope == "pooled")
     sizes = sorted(gains.params_non_embedding.unique())
     langs = sorted(gains.lang.unique())
-    mean_gain = gains.gain.mean()
+    by_size = gains.groupby("params_non_embedding").abs_diff.mean()
     head = (f"Across {len(sizes)} {family} student sizes ({sizes[0] / 1e6:.1f}M to {sizes[-1] / 1e6:.1f}M "
             f"non-embedding parameters) and {len(langs)} language{'s' if len(langs) > 1 else ''} ({', '.join(langs)}), "
-            f"the relative gain of OT "
-            f"over KD in {metric} averages {mean_gain:+.1%}.")
+            f"OT minus KD in {metric} at the last step averages {gains.abs_diff.mean():+.3f}")
+    head += (f" ({by_size.iloc[0]:+.3f} at the smallest size, {by_size.iloc[-1]:+.3f} at the largest)."
+             if len(sizes) > 1 else ".")
     if not np.isfinite(pooled.slope):
-        body = " There are too few sizes to estimate how the gain changes with size."
+        body = " There are too few sizes to estimate how the difference changes with size."
     elif pooled.spans_zero:
-        body = (f" Its slope on log10(non-embedding params) is {pooled.slope:+.3f} per 10x parameters "
-                f"(95% CI {pooled.ci_low:+.3f} to {pooled.ci_high:+.3f}, p = {pooled.p_value:.2g}, n = {pooled.n}): "
-                "no detectable effect of student size on the OT-vs-KD gain.")
+        body = (f" Its slope on log10(non-embedding params) is {_slope_clause(pooled)}: no detectable effect of "
+                "student size on OT minus KD.")
     else:
-        direction = "grows" if pooled.slope > 0 else "shrinks"
-        body = (f" The gain {direction} with student size: slope {pooled.slope:+.3f} per 10x non-embedding "
-                f"parameters (95% CI {pooled.ci_low:+.3f} to {pooled.ci_high:+.3f}, p = {pooled.p_value:.2g}, "
-                f"n = {pooled.n}).")
+        direction = "gains on" if pooled.slope > 0 else "loses ground to"
+        body = f" OT {direction} KD as students grow: slope {_slope_clause(pooled)}."
     per_lang = [s for s in slopes if s.scope != "pooled" and np.isfinite(s.slope)]
     detected = [s.scope for s in per_lang if not s.spans_zero]
     tail = (f" Per language, the slope's CI excludes zero for {', '.join(detected)}." if detected
             else " Per language, no slope's CI excludes zero.") if per_lang else ""
-    floor = ""
-    if "kd_above_floor" in gains:
-        neither = gains[(gains.kd_above_floor == False) & (gains.ot_above_floor == False)]  # noqa: E712
-        if len(neither):
-            sizes_at_floor = sorted(neither.params_non_embedding.unique())
-            floor = (f" Caution: in {len(neither)} of {len(gains)} size-language cells neither objective beats the "
-                     f"untrained student (p < 0.05), so the gain there compares two floor-level students "
-                     f"(sizes {', '.join(f'{p / 1e6:.1f}M' for p in sizes_at_floor)}).")
-        ot_never = gains.ot_above_floor.eq(False).all()
-        if ot_never:
-            floor += " OT beats the untrained student in none of the cells at this budget."
-    return head + body + tail + floor + (f" {budget_note}" if budget_note else "")
+    return (head + body + tail + _relative_sentence(gains, relative) + _along_sentence(along)
+            + _caveats(gains, collapses) + (f" {budget_note}" if budget_note else ""))
+
+
+def _relative_sentence(gains: pd.DataFrame, relative: list[Slope] | None) -> str:
+    learned, unchecked = _learned(gains)
+    if learned.empty:
+        return " KD beats its start in none of the cells, so no relative gain is reported."
+    text = (f" Where KD beats its start ({len(learned)} of {len(gains)} size-language cells{unchecked}), OT's "
+            f"relative gain over KD averages {learned.gain.mean():+.1%}")
+    pooled = next((s for s in relative or [] if s.scope == "pooled"), None)
+    if pooled is not None and np.isfinite(pooled.slope):
+        text += f"; its slope is {_slope_clause(pooled)}"
+    return text + "."
+
+
+def _along_sentence(along: pd.DataFrame | None) -> str:
+    """Does the size effect change with budget: pure OT's pooled slope at every step after the start; then each
+    other objective (an OT variant) minus KD at the last step."""
+    if along is None or along.empty:
+        return ""
+    pooled = along[(along.scope == "pooled") & (along.step > 0)].dropna(subset=["slope"]).sort_values("step")
+    ot = pooled[pooled.a == "ot"]
+    text = ""
+    if len(ot):
+        parts = [f"step {int(r.step)} {r.slope:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f})" for r in ot.itertuples()]
+        text = " Along training, OT minus KD has a pooled slope per 10x (95% CI) of: " + "; ".join(parts) + "."
+    for method, g in pooled[pooled.a != "ot"].groupby("a", sort=True):
+        last = g.iloc[-1]
+        text += (f" {method} minus KD at the last step: slope {last.slope:+.3f} per 10x parameters (95% CI "
+                 f"{last.ci_low:+.3f} to {last.ci_high:+.3f}, p = {last.p_value:.2g}, n = {int(last.n)}).")
+    return text
+
+
+def _caveats(gains: pd.DataFrame, collapses: pd.DataFrame | None) -> str:
+    return _floor_caveat(gains) + _collapse_caveat(collapses)
+
+
+def _floor_caveat(gains: pd.DataFrame) -> str:
+    if "kd_above_floor" not in gains:
+        return ""
+    text = ""
+    neither = gains[(gains.kd_above_floor == False) & (gains.ot_above_floor == False)]  # noqa: E712
+    if len(neither):
+        sizes_at_floor = sorted(neither.params_non_embedding.unique())
+        text = (f" Caution: in {len(neither)} of {len(gains)} size-language cells neither KD nor OT beats the "
+                f"untrained student (p < 0.05), so the gain there compares two floor-level students "
+                f"(sizes {', '.join(f'{p / 1e6:.1f}M' for p in sizes_at_floor)}).")
+    if gains.ot_above_floor.eq(False).all():
+        text += " OT beats the untrained student in none of the cells at this budget."
+    return text
+
+
+def _collapse_caveat(collapses: pd.DataFrame | None) -> str:
+    if collapses is None or collapses.empty:
+        return ""
+    hit = collapses[collapses.collapsed_cells > 0]
+    if hit.empty:
+        return " No trained cell collapsed (mean pairwise query cosine > 0.9) at any evaluated step."
+    parts = []
+    for method, g in hit.groupby("method", sort=True):
+        sizes = ", ".join(f"L{r.layers} {r.collapsed_cells}/{r.cells}" for r in g.sort_values("layers").itertuples())
+        cells = int(collapses[collapses.method == method].cells.sum())
+        parts.append(f"{method} in {int(g.collapsed_cells.sum())} of {cells} cells ({sizes}; "
+                     f"{int(g.collapsed_at_end.sum())} still collapsed at the last step)")
+    return " Collapse (mean pairwise query cosine > 0.9 at some evaluated step): " + "; ".join(parts) + "."
+
+
+def slopes_along_training(differences: pd.DataFrame) -> pd.DataFrame:
+    """The slope of a method difference (`curves.method_difference_table`) on log10(non-embedding params) at
+    every evaluated step, pooled (per-language intercepts) and per language: does the size effect change
+    with the training budget?"""
+    frames = []
+    for step, g in differences.groupby("step", sort=True):
+        frames.append(slopes_frame(scaling_slopes(g, "diff")).assign(step=step))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def slopes_frame(slopes: list[Slope]) -> pd.DataFrame:

@@ -111,6 +111,21 @@ def method_difference_table(results: pd.DataFrame, out_dir: Path | str, a: str, 
     return pd.DataFrame(out)
 
 
+def collapse_counts(results: pd.DataFrame) -> pd.DataFrame:
+    """Per family, size and trained objective: how many cells (languages x seeds) collapsed (mean pairwise
+    query cosine > 0.9) at some evaluated step, and how many were still collapsed at their last step."""
+    trained = results[(results.family != "baseline") & (results.method != "untrained")]
+    if trained.empty or "collapsed" not in trained:
+        return pd.DataFrame(columns=["family", "layers", "method", "cells", "collapsed_cells", "collapsed_at_end"])
+    flags = trained.assign(collapsed=trained.collapsed.fillna(False).astype(bool))
+    per_cell = flags.groupby(["family", "layers", "method", "cell_id"]).apply(
+        lambda g: pd.Series({"ever": g.collapsed.any(), "at_end": g[g.step == g.step.max()].collapsed.any()}),
+        include_groups=False).reset_index()
+    return (per_cell.groupby(["family", "layers", "method"], as_index=False)
+            .agg(cells=("cell_id", "nunique"), collapsed_cells=("ever", "sum"), collapsed_at_end=("at_end", "sum"))
+            .astype({"collapsed_cells": int, "collapsed_at_end": int}))
+
+
 def compare_sweeps(dir_a: Path | str, dir_b: Path | str, metric: str = "mrr@10",
                    task: str = "headline") -> pd.DataFrame:
     """The same cells run twice (e.g. bf16 vs float32): per cell and step, both values, their paired

@@ -76,6 +76,33 @@ def regime(results: pd.DataFrame, starts: pd.DataFrame, metric: str, task: str) 
                                                                         if base else ""))
 
 
+def regime_summary(results: pd.DataFrame, starts: pd.DataFrame, metric: str, task: str) -> str:
+    """The regime in a few lines for a grid of any size: in how many size-language cells each objective moved
+    off its start, each size's start and last step (means over languages and seeds), and the baselines on the
+    same queries. `regime` gives the same per cell, with p-values."""
+    if starts.empty:
+        return "No trained cell has finished yet."
+    final = results[results.final & (results.metric == metric) & (results.task == task)]
+    baselines = final[final.family == "baseline"].groupby("method").value.mean()
+    languages = starts.lang.nunique()
+    counts = []
+    for method, g in starts.groupby("method", sort=True):
+        up, down = int(((g["diff"] > 0) & (g.p_value < 0.05)).sum()), int(((g["diff"] < 0) & (g.p_value < 0.05)).sum())
+        counts.append(f"{method} in {up} of {len(g)}" + (f" (and falls below it in {down})" if down else ""))
+    sizes = []
+    for (family, layers), g in starts.groupby(["family", "layers"], sort=True):
+        start = g.groupby("lang").mean_start.first().mean()
+        finals = g.groupby("method").mean_final.mean()
+        sizes.append(f"{family}-L{layers} {start:.3f} -> " + ", ".join(f"{m} {v:.3f}" for m, v in finals.items()))
+    where = f"{languages} language{'s' if languages > 1 else ''}"
+    text = (f"Regime ({task}, {metric}): each objective beats its start (paired over queries, p < 0.05) in "
+            "this many size-language cells: " + ", ".join(counts) + f". Start -> last step, mean over {where}: "
+            + "; ".join(sizes) + ".")
+    if len(baselines):
+        text += " Baselines on the same queries: " + ", ".join(f"{n} {v:.3f}" for n, v in baselines.items()) + "."
+    return text
+
+
 def write_curve_report(sweep_dir: Path | str, out: Path | str | None = None, metric: str = "mrr@10",
                        compare_with: str = "kd") -> str:
     """Tables, figures and a generated README section for a sweep with learning curves."""

@@ -15,12 +15,14 @@ from optical_core.store.locations import superseded_reason
 from optical_core.study.analysis import (
     accuracy_table,
     gain_table,
+    relative_slopes,
     scaling_slopes,
+    slopes_along_training,
     slopes_frame,
     verdict,
 )
-from optical_core.study.curves import curve_table, versus_start_table
-from optical_core.study.report import regime
+from optical_core.study.curves import collapse_counts, curve_table, method_difference_table, versus_start_table
+from optical_core.study.report import regime_summary
 from optical_core.study.sweep import final_results
 
 
@@ -30,7 +32,7 @@ class StudySummary:
     results: pd.DataFrame
     accuracy: pd.DataFrame
     gains: pd.DataFrame
-    slopes: pd.DataFrame
+    slopes: pd.DataFrame  # at the last step: absolute OT - KD (every cell), relative gain (where KD learned)
     verdict: str
     families: dict[str, str]  # family -> its verdict
     sweep: dict  # sweep.json: config, versions, commit
@@ -40,6 +42,8 @@ class StudySummary:
     curves: pd.DataFrame | None = None  # learning curves on the sweep's task (studies with several steps)
     regime: str = ""  # did the students learn: the sentence that comes before any trend
     superseded: str | None = None  # why the study no longer answers the question, if it does not
+    along: pd.DataFrame | None = None  # each objective minus KD: the slope on size at every evaluated step
+    collapses: pd.DataFrame | None = None  # collapsed cells per family, size and objective
 
     @property
     def provenance(self) -> str:
@@ -74,30 +78,48 @@ def analyse_sweep(sweep_dir: Path, metric: str = "mrr@10", export_to: Path | Non
     sweep = json.loads((sweep_dir / "sweep.json").read_text()) if (sweep_dir / "sweep.json").is_file() else {}
     accuracy = accuracy_table(results, sweep_dir, metric, n_boot)
     gains = gain_table(results, sweep_dir, metric, n_boot)
+    task = (sweep.get("config") or {}).get("task", "headline")
+    curves, regime_text, along, collapses = None, "", None, None
+    if "step" in everything and everything.step.nunique() > 1:
+        curves = curve_table(everything, sweep_dir, metric, task)
+        regime_text = regime_summary(everything, versus_start_table(everything, sweep_dir, metric, task), metric, task)
+        along = _along_training(everything, sweep_dir, metric, task)
+        collapses = collapse_counts(everything)
     note = budget_note(sweep)
     families, slope_frames = {}, []
     for family, g in gains.groupby("family"):
-        s = scaling_slopes(g)
-        families[family] = verdict(s, g, metric, family, note)
-        slope_frames.append(slopes_frame(s).assign(family=family))
+        absolute, relative = scaling_slopes(g, "abs_diff"), relative_slopes(g)
+        families[family] = verdict(absolute, g, metric, family, note, relative, _of_family(along, family),
+                                   _of_family(collapses, family))
+        slope_frames += [slopes_frame(absolute + relative).assign(family=family)]
     slopes = pd.concat(slope_frames, ignore_index=True) if slope_frames else pd.DataFrame()
     main_family = "me5" if "me5" in families else next(iter(families), "")
     baselines = results[(results.family == "baseline") & (results.metric == metric)][["lang", "method", "value"]]
     devices = sorted({json.loads(p.read_text()).get("device", "?") for p in sweep_dir.glob("cells/*/manifest.json")})
     cell_hours = results.drop_duplicates("cell_id").wall_time_s.sum() / 3600 if "wall_time_s" in results else 0.0
-    curves, regime_text = None, ""
-    task = (sweep.get("config") or {}).get("task", "headline")
-    if "step" in everything and everything.step.nunique() > 1:
-        curves = curve_table(everything, sweep_dir, metric, task)
-        regime_text = regime(everything, versus_start_table(everything, sweep_dir, metric, task), metric, task)
     answer = families.get(main_family, "No finished OT/KD pairs yet.")
     summary = StudySummary(metric, results, accuracy, gains, slopes,
                            f"{completeness(sweep_dir)} {regime_text} {answer}".strip(), families,
                            sweep, baselines, devices, float(cell_hours), curves, regime_text,
-                           superseded_reason(sweep_dir))
+                           superseded_reason(sweep_dir), along, collapses)
     if export_to is not None:
         export_summary(summary, Path(export_to))
     return summary
+
+
+def _of_family(table: pd.DataFrame | None, family: str) -> pd.DataFrame | None:
+    return table[table.family == family] if table is not None and len(table) else None
+
+
+def _along_training(everything: pd.DataFrame, sweep_dir: Path, metric: str, task: str) -> pd.DataFrame:
+    """Each trained objective minus KD: its slope on size at every evaluated step, per family."""
+    trained = sorted(set(everything[everything.family != "baseline"].method) - {"untrained", "kd"})
+    frames = []
+    for method in trained:
+        differences = method_difference_table(everything, sweep_dir, method, "kd", metric, task)
+        for family, g in differences.groupby("family") if len(differences) else []:
+            frames.append(slopes_along_training(g).assign(family=family, a=method, b="kd"))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def export_summary(summary: StudySummary, out: Path) -> None:
@@ -105,6 +127,10 @@ def export_summary(summary: StudySummary, out: Path) -> None:
     summary.accuracy.to_csv(out / "accuracy.csv", index=False)
     summary.gains.to_csv(out / "gains.csv", index=False)
     summary.slopes.to_csv(out / "slopes.csv", index=False)
+    if summary.along is not None:
+        summary.along.to_csv(out / "slopes_along_training.csv", index=False)
+    if summary.collapses is not None:
+        summary.collapses.to_csv(out / "collapse_counts.csv", index=False)
     # The regime (did the students learn?) comes before any trend, as in the app.
     paragraphs = ([summary.superseded] if summary.superseded else []) + ([summary.regime] if summary.regime else [])
     paragraphs += [f"**{f}**: {v}" for f, v in summary.families.items()]
