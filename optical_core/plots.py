@@ -92,6 +92,26 @@ def gain_figure(gains: pd.DataFrame, axis: str = "params_non_embedding", y: str 
     return fig
 
 
+def size_effect_figure(along: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Does the size effect change with the training budget: the pooled slope of (objective - KD) on
+    log10(non-embedding params) at each evaluated step, one line per objective with its 95% CI band."""
+    fig = go.Figure()
+    pooled = along[along.scope == "pooled"].dropna(subset=["slope"]).sort_values("step") if len(along) else along
+    for i, (method, g) in enumerate(pooled.groupby("a", sort=True) if len(pooled) else []):
+        colour = METHOD_COLOURS.get(method, qualitative.D3[(i + 2) % 10])
+        name = f"{method} - kd"
+        fig.add_trace(_band(g.step, g.ci_low, g.ci_high, colour, name, name))
+        fig.add_trace(go.Scatter(x=g.step, y=g.slope, mode="lines+markers", name=name, legendgroup=name,
+                                 line=dict(color=colour),
+                                 hovertemplate=f"{name}<br>step %{{x}}<br>slope %{{y:+.3f}} per 10x<extra></extra>"))
+    fig.add_hline(y=0, line=dict(color="grey", width=1))
+    fig.update_xaxes(title_text="training step")
+    fig.update_yaxes(title_text="slope per 10x non-embedding params")
+    fig.update_layout(title=title or "Size effect along training: slope of (objective - KD) on log10(size)",
+                      height=380, margin=dict(t=60, l=40, r=20, b=40))
+    return fig
+
+
 def learning_curve_figure(curves: pd.DataFrame, baselines: dict[str, float] | None = None,
                           title: str | None = None) -> go.Figure:
     """Metric vs training step, one panel per student size, one line per method with a 95% CI band;

@@ -39,7 +39,8 @@ if summary.curves is not None and len(summary.curves):
     st.plotly_chart(learning_curve_figure(summary.curves), width="stretch")
 main = summary.gains[summary.gains.family == "me5"] if "me5" in set(summary.gains.family) else summary.gains
 if len(main):
-    st.plotly_chart(gain_figure(main), width="stretch")
+    st.plotly_chart(gain_figure(main, y="abs_diff", title=f"OT - KD in {summary.metric} vs student size"),
+                    width="stretch")
 
 cols = st.columns(3)
 status = summary.results.cell_id.nunique()

@@ -1,7 +1,8 @@
 import streamlit as st
 
-from optical_core.plots import accuracy_figure, gain_figure, learning_curve_figure
+from optical_core.plots import accuracy_figure, gain_figure, learning_curve_figure, size_effect_figure
 from optical_core.store.locations import study_dirs
+from optical_core.study.analysis import where_kd_learned
 from pages.common import load_study
 
 st.title("Scaling results")
@@ -31,10 +32,20 @@ gains = summary.gains[(summary.gains.family == family) & summary.gains.lang.isin
 accuracy = summary.accuracy[(summary.accuracy.family == family) & summary.accuracy.lang.isin(langs)]
 
 st.markdown(summary.families.get(family, ""))
-st.plotly_chart(gain_figure(gains, axis=axis), width="stretch")
 st.plotly_chart(gain_figure(gains, axis=axis, y="abs_diff", title=f"OT - KD in {metric} (absolute)"),
                 width="stretch")
+learned, _ = where_kd_learned(gains)  # a relative gain over KD means something only where KD learned
+st.plotly_chart(gain_figure(learned, axis=axis), width="stretch")
+st.caption(f"Relative gain: the {len(learned)} of {len(gains)} size-language cells where KD beats its start "
+           "(paired over queries, p < 0.05).")
+if summary.along is not None and len(summary.along):
+    st.plotly_chart(size_effect_figure(summary.along[summary.along.family == family],
+                                       f"{family}: slope of (objective - KD) in {metric} on log10(size), by step"),
+                    width="stretch")
 st.plotly_chart(accuracy_figure(accuracy, axis=axis), width="stretch")
+if summary.collapses is not None and len(summary.collapses):
+    st.subheader("Collapsed cells (mean pairwise query cosine > 0.9)")
+    st.dataframe(summary.collapses[summary.collapses.family == family], hide_index=True)
 
 st.subheader("Slopes on log10(non-embedding params)")
 st.dataframe(summary.slopes[summary.slopes.family == family].round(4), hide_index=True)

@@ -90,7 +90,7 @@ def test_overview_opens_on_the_current_study_with_the_regime_first(app_env):
     assert verdict.startswith("Regime (headline, mrr@10): ")  # whether students learned, before any trend
     assert verdict.index("Regime") < verdict.index("OT minus KD")
     assert titles(at) == ["mrr@10 along training (x: collapsed, query cosine > 0.9)",
-                          "OT-vs-KD gain in mrr@10 vs student size"]
+                          "OT - KD in mrr@10 vs student size"]
     gain = figure_dicts(at)[1]["data"]
     assert [t["name"] for t in gain] == ["swa", "mean over languages"]  # the pilot's one language, then the mean
     assert "error_y" in gain[0]  # each language's gain carries its bootstrap CI
@@ -114,17 +114,23 @@ def test_scaling_page_has_figures_filters_and_downloads(app_env):
     assert at.selectbox[0].label == "Study" and at.selectbox[0].value == "results/pilot"
     assert at.selectbox[1].label == "Metric" and at.selectbox[1].value == "mrr@10"
     assert titles(at) == ["mrr@10 along training (x: collapsed, query cosine > 0.9)",
-                          "OT-vs-KD gain in mrr@10 vs student size", "OT - KD in mrr@10 (absolute)",
-                          "mrr@10 vs student size"]
+                          "OT - KD in mrr@10 (absolute)", "OT-vs-KD gain in mrr@10 vs student size",
+                          "me5: slope of (objective - KD) in mrr@10 on log10(size), by step", "mrr@10 vs student size"]
     summary = load_study(PROJECT / "results" / "pilot")
     assert at.selectbox[2].label == "Student family" and at.selectbox[2].options == sorted(set(summary.gains.family))
     assert at.multiselect[0].label == "Languages" and at.multiselect[0].value == sorted(set(summary.gains.lang))
     assert [b.proto.label for b in at.get("download_button")] == ["Download results (CSV)", "Download gains (CSV)"]
+    learned = summary.gains[(summary.gains.family == "me5") & summary.gains.kd_above_floor.astype(bool)]
+    assert any(c.value == f"Relative gain: the {len(learned)} of {(summary.gains.family == 'me5').sum()} "
+               "size-language cells where KD beats its start (paired over queries, p < 0.05)." for c in at.caption)
+    collapses = next(d.value for d in at.dataframe if "collapsed_cells" in d.value.columns)
+    assert set(collapses.family) == {"me5"} and set(collapses.method) == {"kd", "ot", "ot-kd"}
 
     at.selectbox[1].set_value("ndcg@10").run()
     assert not at.exception
     assert titles(at) == ["ndcg@10 along training (x: collapsed, query cosine > 0.9)",
-                          "OT-vs-KD gain in ndcg@10 vs student size", "OT - KD in ndcg@10 (absolute)",
+                          "OT - KD in ndcg@10 (absolute)", "OT-vs-KD gain in ndcg@10 vs student size",
+                          "me5: slope of (objective - KD) in ndcg@10 on log10(size), by step",
                           "ndcg@10 vs student size"]
     family = at.selectbox[2].value
     expected = load_study(PROJECT / "results" / "pilot", "ndcg@10")

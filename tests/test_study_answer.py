@@ -70,3 +70,19 @@ def test_regime_summary_counts_cells_that_moved_and_averages_over_languages():
         "2 languages: me5-L1 0.150 -> kd 0.185, ot 0.120; me5-L4 0.300 -> kd 0.400. Baselines on the same "
         "queries: bm25 0.550.")
     assert regime_summary(results, starts.iloc[:0], "mrr@10", "headline") == "No trained cell has finished yet."
+
+
+def test_size_effect_figure_draws_each_objectives_pooled_slope_by_step():
+    from optical_core.plots import size_effect_figure
+
+    row = dict(scope="pooled", ci_low=-0.1, ci_high=0.2)
+    along = pd.DataFrame([dict(row, a="ot", step=400, slope=0.05), dict(row, a="ot", step=25, slope=0.1),
+                          dict(row, a="ot", step=50, slope=float("nan")),  # too few sizes at that step: not drawn
+                          dict(row, a="ot", step=25, slope=9.0, scope="swa"),  # per-language slopes are not drawn
+                          dict(row, a="ot-kd", step=25, slope=-0.02)])
+    figure = size_effect_figure(along)
+    lines = [t for t in figure.data if t.mode == "lines+markers"]
+    assert [t.name for t in lines] == ["ot - kd", "ot-kd - kd"]
+    assert list(lines[0].x) == [25, 400] and list(lines[0].y) == [0.1, 0.05]
+    assert len(figure.data) == 4  # a CI band under each line
+    assert len(size_effect_figure(along.iloc[:0]).data) == 0

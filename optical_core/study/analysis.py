@@ -155,7 +155,7 @@ def _slope_clause(s: Slope) -> str:
             f"n = {s.n})")
 
 
-def _learned(gains: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def where_kd_learned(gains: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The cells where KD beats its start: the only ones where a relative gain over KD means something."""
     known = gains.kd_above_floor.notna() if "kd_above_floor" in gains else pd.Series(False, index=gains.index)
     if not known.any():
@@ -165,7 +165,7 @@ def _learned(gains: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 def relative_slopes(gains: pd.DataFrame) -> list[Slope]:
     """Slopes of the relative gain, on the cells where KD beats its start only."""
-    learned, _ = _learned(gains)
+    learned, _ = where_kd_learned(gains)
     return scaling_slopes(learned, "gain") if len(learned) else []
 
 
@@ -204,7 +204,7 @@ def verdict(slopes: list[Slope], gains: pd.DataFrame, metric: str, family: str, 
 
 
 def _relative_sentence(gains: pd.DataFrame, relative: list[Slope] | None) -> str:
-    learned, unchecked = _learned(gains)
+    learned, unchecked = where_kd_learned(gains)
     if learned.empty:
         return " KD beats its start in none of the cells, so no relative gain is reported."
     text = (f" Where KD beats its start ({len(learned)} of {len(gains)} size-language cells{unchecked}), OT's "
