@@ -226,17 +226,14 @@ def cmd_analyse(args) -> None:
 
 
 def cmd_publish(args) -> None:
-    from optical_core.study.report import write_curve_report
-    from optical_core.study.summary import analyse_sweep, publish_sweep
+    from optical_core.study.summary import publish_sweep, write_analysis
     from optical_core.study.sweep import grid_cells, load_sweep_config, write_results
 
     sweep, dest = existing_sweep(args.sweep), Path(args.dest)
     if args.config:
         write_results(sweep, grid_cells(load_sweep_config(args.config)))  # refresh the table from the cells
     publish_sweep(sweep, dest)
-    summary = analyse_sweep(dest, export_to=dest / "analysis")
-    if summary.curves is not None:
-        write_curve_report(dest, dest / "analysis")
+    summary = write_analysis(dest, dest / "analysis")
     print(summary.verdict)
     print(f"published to {dest} ({summary.provenance})")
 

@@ -318,6 +318,20 @@ def test_exported_verdict_states_the_regime_before_any_trend(quick_sweep, tmp_pa
     assert "Start -> last step, mean over 1 language: minilm-L1 " in first
 
 
+def test_published_analysis_covers_mrr_and_ndcg(quick_sweep, tmp_path):
+    from optical_core.study.summary import write_analysis
+
+    out, _, _ = quick_sweep
+    summary = write_analysis(out, tmp_path)
+    assert summary.metric == "mrr@10" and (tmp_path / "verdict.md").read_text().startswith(summary.regime)
+    assert summary.regime.startswith("Regime (headline, mrr@10)")
+    ndcg = tmp_path / "ndcg10"
+    assert "OT minus KD in ndcg@10" in (ndcg / "verdict.md").read_text()
+    assert set(pd.read_csv(ndcg / "curves_headline.csv").metric) == {"ndcg@10"}
+    assert set(pd.read_csv(tmp_path / "curves_headline.csv").metric) == {"mrr@10"}
+    assert (ndcg / "report.md").read_text().startswith("## quick: learning curves (ndcg@10)")
+
+
 def test_an_unfinished_sweep_says_so_first(tmp_path):
     import shutil
 

@@ -22,7 +22,7 @@ from optical_core.study.analysis import (
     verdict,
 )
 from optical_core.study.curves import collapse_counts, curve_table, method_difference_table, versus_start_table
-from optical_core.study.report import regime_summary
+from optical_core.study.report import regime_summary, write_curve_report
 from optical_core.study.sweep import final_results
 
 
@@ -142,6 +142,21 @@ def export_summary(summary: StudySummary, out: Path) -> None:
         export_figure(accuracy_figure(summary.accuracy[summary.accuracy.family == family],
                                       title=f"{family}: {summary.metric} vs student size"),
                       out / f"accuracy_vs_size_{family}")
+
+
+# Every published study is analysed in its headline metric (analysis/) and in nDCG@10 (analysis/ndcg10/).
+ANALYSED_METRICS = {"mrr@10": ".", "ndcg@10": "ndcg10"}
+
+
+def write_analysis(study_dir: Path, out: Path) -> StudySummary:
+    """Tables, figures, verdict and (for a study with learning curves) the curve report, per analysed metric;
+    returns the headline metric's summary."""
+    summaries = {}
+    for metric, folder in ANALYSED_METRICS.items():
+        summaries[metric] = analyse_sweep(study_dir, metric, export_to=out / folder)
+        if summaries[metric].curves is not None:
+            write_curve_report(study_dir, out / folder, metric=metric)
+    return summaries["mrr@10"]
 
 
 PUBLISHED_FILES = ("result.json", "per_query.csv", "manifest.json", "train_log.jsonl", "failed.json")
