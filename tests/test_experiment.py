@@ -330,6 +330,8 @@ def test_published_analysis_covers_mrr_and_ndcg(quick_sweep, tmp_path):
     assert set(pd.read_csv(ndcg / "curves_headline.csv").metric) == {"ndcg@10"}
     assert set(pd.read_csv(tmp_path / "curves_headline.csv").metric) == {"mrr@10"}
     assert (ndcg / "report.md").read_text().startswith("## quick: learning curves (ndcg@10)")
+    assert (tmp_path / "size_effect_minilm.html").is_file() and (tmp_path / "difference_vs_size_minilm.html").is_file()
+    assert not list(ndcg.glob("*.html"))  # figures for the headline metric only: the app draws the others
 
 
 def test_an_unfinished_sweep_says_so_first(tmp_path):

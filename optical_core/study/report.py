@@ -104,7 +104,7 @@ def regime_summary(results: pd.DataFrame, starts: pd.DataFrame, metric: str, tas
 
 
 def write_curve_report(sweep_dir: Path | str, out: Path | str | None = None, metric: str = "mrr@10",
-                       compare_with: str = "kd") -> str:
+                       compare_with: str = "kd", figures: bool = True) -> str:
     """Tables, figures and a generated README section for a sweep with learning curves."""
     sweep_dir = Path(sweep_dir)
     out = Path(out or sweep_dir / "analysis")
@@ -133,9 +133,10 @@ def write_curve_report(sweep_dir: Path | str, out: Path | str | None = None, met
         curves.to_csv(out / f"curves_{task}.csv", index=False)
         starts.to_csv(out / f"versus_start_{task}.csv", index=False)
         baselines = results[(results.family == "baseline") & (results.metric == metric) & (results.task == task)]
-        figure = learning_curve_figure(curves, dict(zip(baselines.method, baselines.value)),
-                                       title=f"{config['name']}: {metric} on {task} along training")
-        export_figure(figure, out / f"learning_curves_{task}")
+        if figures:
+            figure = learning_curve_figure(curves, dict(zip(baselines.method, baselines.value)),
+                                           title=f"{config['name']}: {metric} on {task} along training")
+            export_figure(figure, out / f"learning_curves_{task}")
         sections += ["Mean over seeds x queries per step (x: collapsed, mean pairwise query cosine > 0.9):\n",
                      _markdown(curve_pivot(curves)), "",
                      "Each method at its last step minus its own step 0 (paired over queries, seeds averaged):\n",

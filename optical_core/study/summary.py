@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from optical_core.plots import accuracy_figure, export_figure, gain_figure
+from optical_core.plots import accuracy_figure, export_figure, gain_figure, size_effect_figure
 from optical_core.settings import Budget, from_mapping
 from optical_core.store.atomic import atomic_write_text
 from optical_core.store.locations import superseded_reason
@@ -20,6 +20,7 @@ from optical_core.study.analysis import (
     slopes_along_training,
     slopes_frame,
     verdict,
+    where_kd_learned,
 )
 from optical_core.study.curves import collapse_counts, curve_table, method_difference_table, versus_start_table
 from optical_core.study.report import regime_summary, write_curve_report
@@ -71,7 +72,7 @@ def completeness(sweep_dir: Path) -> str:
 
 
 def analyse_sweep(sweep_dir: Path, metric: str = "mrr@10", export_to: Path | None = None,
-                  n_boot: int = 1000) -> StudySummary:
+                  n_boot: int = 1000, figures: bool = True) -> StudySummary:
     sweep_dir = Path(sweep_dir)
     everything = pd.read_csv(sweep_dir / "results.csv")
     results = final_results(everything)
@@ -103,7 +104,7 @@ def analyse_sweep(sweep_dir: Path, metric: str = "mrr@10", export_to: Path | Non
                            sweep, baselines, devices, float(cell_hours), curves, regime_text,
                            superseded_reason(sweep_dir), along, collapses)
     if export_to is not None:
-        export_summary(summary, Path(export_to))
+        export_summary(summary, Path(export_to), figures)
     return summary
 
 
@@ -122,7 +123,7 @@ def _along_training(everything: pd.DataFrame, sweep_dir: Path, metric: str, task
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def export_summary(summary: StudySummary, out: Path) -> None:
+def export_summary(summary: StudySummary, out: Path, figures: bool = True) -> None:
     out.mkdir(parents=True, exist_ok=True)
     summary.accuracy.to_csv(out / "accuracy.csv", index=False)
     summary.gains.to_csv(out / "gains.csv", index=False)
@@ -135,13 +136,28 @@ def export_summary(summary: StudySummary, out: Path) -> None:
     paragraphs = ([summary.superseded] if summary.superseded else []) + ([summary.regime] if summary.regime else [])
     paragraphs += [f"**{f}**: {v}" for f, v in summary.families.items()]
     atomic_write_text(out / "verdict.md", "\n\n".join(paragraphs) + "\n")
+    if figures:
+        export_figures(summary, out)
+
+
+def export_figures(summary: StudySummary, out: Path) -> None:
+    metric = summary.metric
     for family in summary.gains.family.unique():
-        export_figure(gain_figure(summary.gains[summary.gains.family == family],
-                                  title=f"{family}: OT-vs-KD gain in {summary.metric} vs student size"),
+        gains = summary.gains[summary.gains.family == family]
+        export_figure(gain_figure(gains, y="abs_diff", title=f"{family}: OT - KD in {metric} vs student size"),
+                      out / f"difference_vs_size_{family}")
+        learned, _ = where_kd_learned(gains)  # a relative gain only where KD moved off its start
+        export_figure(gain_figure(learned, title=f"{family}: OT-vs-KD gain in {metric} vs student size, where KD "
+                                                 f"beats its start ({len(learned)} of {len(gains)} cells)"),
                       out / f"gain_vs_size_{family}")
         export_figure(accuracy_figure(summary.accuracy[summary.accuracy.family == family],
-                                      title=f"{family}: {summary.metric} vs student size"),
+                                      title=f"{family}: {metric} vs student size"),
                       out / f"accuracy_vs_size_{family}")
+        if summary.along is not None and len(summary.along):
+            export_figure(size_effect_figure(summary.along[summary.along.family == family],
+                                             f"{family}: slope of (objective - KD) in {metric} on log10(size), "
+                                             "by step"),
+                          out / f"size_effect_{family}")
 
 
 # Every published study is analysed in its headline metric (analysis/) and in nDCG@10 (analysis/ndcg10/).
@@ -149,13 +165,14 @@ ANALYSED_METRICS = {"mrr@10": ".", "ndcg@10": "ndcg10"}
 
 
 def write_analysis(study_dir: Path, out: Path) -> StudySummary:
-    """Tables, figures, verdict and (for a study with learning curves) the curve report, per analysed metric;
-    returns the headline metric's summary."""
+    """Tables, verdict and (for a study with learning curves) the curve report per analysed metric, figures for
+    the headline metric (the app draws any metric's); returns the headline metric's summary."""
     summaries = {}
     for metric, folder in ANALYSED_METRICS.items():
-        summaries[metric] = analyse_sweep(study_dir, metric, export_to=out / folder)
+        figures = metric == "mrr@10"
+        summaries[metric] = analyse_sweep(study_dir, metric, export_to=out / folder, figures=figures)
         if summaries[metric].curves is not None:
-            write_curve_report(study_dir, out / folder, metric=metric)
+            write_curve_report(study_dir, out / folder, metric=metric, figures=figures)
     return summaries["mrr@10"]
 
 
