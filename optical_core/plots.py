@@ -99,7 +99,7 @@ def size_effect_figure(along: pd.DataFrame, title: str | None = None) -> go.Figu
     pooled = along[along.scope == "pooled"].dropna(subset=["slope"]).sort_values("step") if len(along) else along
     for i, (method, g) in enumerate(pooled.groupby("a", sort=True) if len(pooled) else []):
         colour = METHOD_COLOURS.get(method, qualitative.D3[(i + 2) % 10])
-        name = f"{method} - kd"
+        name = f"{method} minus kd"
         fig.add_trace(_band(g.step, g.ci_low, g.ci_high, colour, name, name))
         fig.add_trace(go.Scatter(x=g.step, y=g.slope, mode="lines+markers", name=name, legendgroup=name,
                                  line=dict(color=colour),

@@ -42,9 +42,10 @@ if summary.along is not None and len(summary.along):
     st.plotly_chart(size_effect_figure(summary.along[summary.along.family == family],
                                        f"{family}: slope of (objective - KD) in {metric} on log10(size), by step"),
                     width="stretch")
+    st.caption("Pooled over every language of the study (per-language intercepts), whatever the filter above.")
 st.plotly_chart(accuracy_figure(accuracy, axis=axis), width="stretch")
 if summary.collapses is not None and len(summary.collapses):
-    st.subheader("Collapsed cells (mean pairwise query cosine > 0.9)")
+    st.subheader("Collapsed runs (mean pairwise query cosine > 0.9), over every language and seed")
     st.dataframe(summary.collapses[summary.collapses.family == family], hide_index=True)
 
 st.subheader("Slopes on log10(non-embedding params)")

@@ -314,7 +314,7 @@ def test_exported_verdict_states_the_regime_before_any_trend(quick_sweep, tmp_pa
     analyse_sweep(out, export_to=tmp_path)
     first = (tmp_path / "verdict.md").read_text().split("\n\n")[0]
     assert first.startswith("Regime (headline, mrr@10): each objective beats its start (paired over queries, "
-                            "p < 0.05) in this many size-language cells: kd in ")
+                            "p < 0.05) in this many size-language cells: minilm kd in ")
     assert "Start -> last step, mean over 1 language: minilm-L1 " in first
 
 

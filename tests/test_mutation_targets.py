@@ -350,24 +350,30 @@ def test_verdict_text_for_a_crafted_study(tmp_path):
     from tests.test_experiment import crafted_study
 
     gains = gain_table(crafted_study(tmp_path, slope_per_decade=0.1), tmp_path, n_boot=50)
-    slopes, relative = scaling_slopes(gains, "abs_diff"), relative_slopes(gains)
-    text = verdict(slopes, gains, "mrr@10", "fam", budget_note="Budget: 400 steps.", relative=relative)
-    assert slopes[0].p_value < 1e-9 and relative[0].p_value < 1e-9  # exact data: p is rounding noise, printed as is
+    slopes = scaling_slopes(gains, "abs_diff")
+    text = verdict(slopes, gains, "mrr@10", "fam", budget_note="Budget: 400 steps.", relative=relative_slopes(gains))
+    assert slopes[0].p_value < 1e-9  # exact data: p is rounding noise, printed as is
     assert text == (
         "Across 4 fam student sizes (1.0M to 30.0M non-embedding parameters) and 3 languages (aaa, bbb, ccc), "
         "OT minus KD in mrr@10 at the last step averages +0.036 (+0.007 at the smallest size, +0.066 at the "
         "largest). OT gains on KD as students grow: slope +0.040 per 10x parameters (95% CI +0.040 to +0.040, "
         f"p = {slopes[0].p_value:.2g}, n = 12). Per language, the slope's CI excludes zero for aaa, bbb, ccc. "
-        "Where KD beats its start (12 of 12 size-language cells; no untrained start was scored, so whether KD "
-        f"learned is unchecked), OT's relative gain over KD averages {gains.gain.mean():+.1%}; its slope is +0.100 "
-        f"per 10x parameters (95% CI +0.100 to +0.100, p = {relative[0].p_value:.2g}, n = 12). Budget: 400 steps.")
+        "No untrained start was scored, so whether KD learned is unknown and no relative gain is reported. "
+        "Budget: 400 steps.")
+    assert relative_slopes(gains) == []  # no start scored: nothing is known to have learned
+    gains["kd_above_floor"] = True  # had every start been beaten, the relative gain's slope is 0.1 = 10 points
+    relative = relative_slopes(gains)
+    assert relative[0].p_value < 1e-9 and {s.y for s in relative} == {"gain"}
+    assert (f"Where KD beats its start (12 of 12 size-language cells), OT's relative gain over KD averages "
+            f"{gains.gain.mean():+.1%}; its slope is +10.0 percentage points per 10x parameters (95% CI +10.0 to "
+            f"+10.0, p = {relative[0].p_value:.2g}, n = 12).") in verdict(slopes, gains, "mrr@10", "fam",
+                                                                          relative=relative)
     assert [(s.scope, s.y) for s in slopes] == [("pooled", "abs_diff"), ("aaa", "abs_diff"), ("bbb", "abs_diff"),
                                                 ("ccc", "abs_diff")]
-    assert {s.y for s in relative} == {"gain"}
     shrinking = gain_table(crafted_study(tmp_path, slope_per_decade=-0.1), tmp_path, n_boot=50)
     text = verdict(scaling_slopes(shrinking, "abs_diff"), shrinking, "mrr@10", "fam")
     assert "OT loses ground to KD as students grow: slope -0.040" in text
-    assert text.endswith(f"OT's relative gain over KD averages {shrinking.gain.mean():+.1%}.")  # nothing after
+    assert text.endswith("no relative gain is reported.")  # no budget note: nothing after
 
 
 # ---- vocabulary trimming and idf on tiny hand-built tokenizers ---------------------------------------------
@@ -738,9 +744,12 @@ def test_verdict_sentences_for_each_case():
     text = verdict([Slope("pooled", "abs_diff", nan, nan, nan, nan, 2)], one_lang, "mrr@10", "me5")
     assert text == ("Across 2 me5 student sizes (2.0M to 21.3M non-embedding parameters) and 1 language (swa), OT "
                     "minus KD in mrr@10 at the last step averages +0.020 (+0.020 at the smallest size, +0.020 at the "
-                    "largest). There are too few sizes to estimate how the difference changes with size. Where KD "
-                    "beats its start (2 of 2 size-language cells; no untrained start was scored, so whether KD "
-                    "learned is unchecked), OT's relative gain over KD averages +5.0%.")
+                    "largest). There are too few sizes to estimate how the difference changes with size. No "
+                    "untrained start was scored, so whether KD learned is unknown and no relative gain is reported.")
+    one_size = _gains(["swa"], [2_000_000], kd_above_floor=True, ot_above_floor=True)
+    assert verdict([Slope("pooled", "abs_diff", nan, nan, nan, nan, 1)], one_size, "mrr@10", "me5").startswith(
+        "Across 1 me5 student size (2.0M to 2.0M non-embedding parameters) and 1 language (swa), OT minus KD in "
+        "mrr@10 at the last step averages +0.020. There are too few sizes")
     spans = [Slope("pooled", "abs_diff", 0.012, -0.02, 0.044, 0.41, 10),
              Slope("swa", "abs_diff", 0.01, -0.1, 0.12, 0.8, 5), Slope("yor", "abs_diff", nan, nan, nan, nan, 2)]
     relative = [Slope("pooled", "gain", 0.03, 0.01, 0.05, 0.004, 10)]
@@ -751,17 +760,17 @@ def test_verdict_sentences_for_each_case():
                     "the largest). Its slope on log10(non-embedding params) is +0.012 per 10x parameters (95% CI "
                     "-0.020 to +0.044, p = 0.41, n = 10): no detectable effect of student size on OT minus KD. Per "
                     "language, no slope's CI excludes zero. Where KD beats its start (10 of 10 size-language cells), "
-                    "OT's relative gain over KD averages -10.0%; its slope is +0.030 per 10x parameters (95% CI "
-                    "+0.010 to +0.050, p = 0.004, n = 10).")
+                    "OT's relative gain over KD averages -10.0%; its slope is +3.0 percentage points per 10x "
+                    "parameters (95% CI +1.0 to +5.0, p = 0.004, n = 10).")
     no_per_language = [Slope("pooled", "abs_diff", -0.05, -0.09, -0.01, 0.02, 6),
                        Slope("swa", "abs_diff", nan, nan, nan, nan, 2)]
     text = verdict(no_per_language, _gains(["swa"], [2e6, 4e6]), "mrr@10", "me5")
     assert "OT loses ground to KD as students grow: slope -0.050 per 10x parameters (95% CI -0.090 to -0.010, " \
-           "p = 0.02, n = 6). Where KD" in text
+           "p = 0.02, n = 6). No untrained start" in text
 
 
 def test_relative_gain_is_reported_only_where_kd_beats_its_start():
-    from optical_core.study.analysis import Slope, relative_slopes, verdict
+    from optical_core.study.analysis import Slope, relative_slopes, verdict, where_kd_learned
 
     gains = _gains(["swa", "yor"], [2e6, 4e6, 8e6], kd_above_floor=True, ot_above_floor=True)
     gains["gain"] = [0.9, 0.1, 0.2, -0.3, 0.3, 0.5]  # 2M swa: KD did not learn, and its huge gain must not count
@@ -770,12 +779,18 @@ def test_relative_gain_is_reported_only_where_kd_beats_its_start():
     text = verdict(pooled, gains, "mrr@10", "me5", relative=relative_slopes(gains))
     assert "Where KD beats its start (5 of 6 size-language cells), OT's relative gain over KD averages +16.0%; its " \
            "slope is " in text  # (0.1 + 0.2 - 0.3 + 0.3 + 0.5) / 5
+    assert text.endswith("; left out: swa 2.0M.")
     assert relative_slopes(gains)[0].n == 5 and [s.scope for s in relative_slopes(gains)] == ["pooled", "swa", "yor"]
+    unknown = gains.assign(kd_above_floor=[True, None, True, None, True, True])  # starts scored for some cells only
+    learned, n_unknown = where_kd_learned(unknown)
+    assert learned.index.tolist() == [0, 2, 4, 5] and n_unknown == 2
+    assert "Where KD beats its start (4 of 6 size-language cells; 2 without a scored start), OT's relative gain " \
+           "over KD averages +47.5%; left out: swa 4.0M, yor 2.0M." in verdict(pooled, unknown, "mrr@10", "me5")
+    # (0.9 + 0.2 + 0.3 + 0.5) / 4: the cells with a start beaten (2M swa again) and none without a scored start
     nowhere = gains.assign(kd_above_floor=False)
     assert relative_slopes(nowhere) == []
     assert verdict(pooled, nowhere, "mrr@10", "me5").endswith(
-        " KD beats its start in none of the cells, so no relative "
-        "gain is reported.")
+        " KD beats its start in none of the cells, so no relative gain is reported.")
 
 
 def test_verdict_reports_the_slope_along_training_and_collapse_counts():
@@ -787,6 +802,7 @@ def test_verdict_reports_the_slope_along_training_and_collapse_counts():
     gains = _gains(["swa"], [2e6, 8e6], kd_above_floor=True, ot_above_floor=True)
     row = dict(scope="pooled", ci_low=-0.1, ci_high=0.3, p_value=0.2, n=10)
     along = pd.DataFrame([dict(row, a="ot", step=0, slope=0.0), dict(row, a="ot", step=400, slope=0.1),
+                          dict(row, a="ot-kd", step=500, slope=0.3, scope="swa"),  # per language: not the last step
                           dict(row, a="ot", step=25, slope=-0.05, ci_low=-0.09, ci_high=-0.01),
                           dict(row, a="ot", step=50, slope=float("nan")),
                           dict(row, a="ot", step=25, scope="swa", slope=9),
@@ -797,11 +813,15 @@ def test_verdict_reports_the_slope_along_training_and_collapse_counts():
                               dict(layers=1, method="kd", cells=4, collapsed_cells=0, collapsed_at_end=0)])
     text = verdict(pooled, gains, "mrr@10", "me5", along=along, collapses=collapses)
     assert text.endswith(
-        "OT's relative gain over KD averages +5.0%. Along training, OT minus KD has a pooled slope per 10x (95% CI) "
-        "of: step 25 -0.050 (-0.090 to -0.010); step 400 +0.100 (-0.100 to +0.300). ot-kd minus KD at the last step: "
-        "slope +0.020 per 10x parameters (95% CI -0.100 to +0.300, p = 0.2, n = 10). Collapse (mean pairwise query "
-        "cosine > 0.9 at some evaluated step): ot in 5 of 12 cells (L1 2/4, L2 3/4; 1 still collapsed at the last "
-        "step).")
+        "OT's relative gain over KD averages +5.0%. Along training, OT minus KD has a pooled slope per 10x "
+        "parameters (95% CI, p; one test per step, not corrected for multiple comparisons) of: step 25 -0.050 "
+        "(-0.090 to -0.010, p = 0.2); step 400 +0.100 (-0.100 to +0.300, p = 0.2). The ot-kd objective minus KD at "
+        "the last step (step 400): slope +0.020 per 10x parameters (95% CI -0.100 to +0.300, p = 0.2, n = 10). "
+        "Collapse (mean pairwise query cosine > 0.9 on some evaluated task at some step; runs = languages x seeds): "
+        "ot in 5 of 12 runs (L1 2/4, L2 3/4; 1 still collapsed at the last step).")
+    unfit = along.assign(slope=float("nan"))
+    assert "The ot-kd objective minus KD at the last step (step 400): too few sizes for a slope." in verdict(
+        pooled, gains, "mrr@10", "me5", along=unfit)
     calm = collapses.assign(collapsed_cells=0, collapsed_at_end=0)
     assert verdict(pooled, gains, "mrr@10", "me5", collapses=calm).endswith(
         " No trained cell collapsed (mean pairwise query cosine > 0.9) at any evaluated step.")
@@ -815,13 +835,15 @@ def test_verdict_cautions_about_floor_level_cells():
     gains.loc[gains.params_non_embedding <= 4e6, "kd_above_floor"] = False
     text = verdict(pooled, gains, "mrr@10", "me5")
     assert text.endswith(" Caution: in 2 of 4 size-language cells neither KD nor OT beats the untrained student "
-                         "(p < 0.05), so the gain there compares two floor-level students (sizes 2.0M, 4.0M). OT beats "
-                         "the untrained student in none of the cells at this budget.")
+                         "(p < 0.05), so OT minus KD there compares two floor-level students (sizes 2.0M, 4.0M; in the "
+                         "absolute slope, not in the relative one). OT beats the untrained student in none of the "
+                         "cells at this budget.")
     gains.loc[0, "ot_above_floor"] = True  # OT beats its start in one cell: no "none of the cells" sentence
     gains.loc[0, "kd_above_floor"] = True
     assert verdict(pooled, gains, "mrr@10", "me5").endswith(
-        " Caution: in 1 of 4 size-language cells neither KD nor OT beats the untrained student (p < 0.05), so the "
-        "gain there compares two floor-level students (sizes 4.0M).")
+        " Caution: in 1 of 4 size-language cells neither KD nor OT beats the untrained student (p < 0.05), so OT "
+        "minus KD there compares two floor-level students (sizes 4.0M; in the absolute slope, not in the relative "
+        "one).")
     above = _gains(["swa"], [2e6, 4e6], kd_above_floor=True, ot_above_floor=True)
     assert "Caution" not in verdict(pooled, above, "mrr@10", "me5")
 
@@ -1359,7 +1381,7 @@ def test_sizes_in_the_verdict_are_rounded_from_the_exact_count():
     gains = _gains(["swa"], [1_050_001, 2_350_001], kd_above_floor=False, ot_above_floor=False)
     text = verdict(pooled, gains, "mrr@10", "me5")
     assert text.startswith("Across 2 me5 student sizes (1.1M to 2.4M non-embedding parameters)")
-    assert "(sizes 1.1M, 2.4M)" in text
+    assert "(sizes 1.1M, 2.4M; " in text
 
 
 def test_scaling_path_keeps_raw_padding_costs_and_one_gauge_per_pair():

@@ -43,11 +43,11 @@ def test_slope_along_training_recovers_each_steps_slope():
     rows = [dict(lang=lang, params_non_embedding=p, step=step, diff=step / 1000 * np.log10(p) + offset)
             for lang, offset in (("swa", 0.0), ("yor", -0.3)) for p in (1e6, 4e6, 2e7) for step in (0, 25, 400)]
     along = slopes_along_training(pd.DataFrame(rows))
-    assert sorted(set(along.step)) == [0, 25, 400]
+    assert sorted(set(along.step)) == [25, 400]  # step 0 is the shared start: OT and KD equal by design
     for step, g in along.groupby("step"):
         assert g.scope.tolist() == ["pooled", "swa", "yor"]
         assert g.slope.tolist() == pytest.approx([step / 1000] * 3, abs=1e-9)
-    assert along[along.scope == "pooled"].n.tolist() == [6, 6, 6]
+    assert along[along.scope == "pooled"].n.tolist() == [6, 6]
     assert slopes_along_training(pd.DataFrame(columns=["lang", "params_non_embedding", "step", "diff"])).empty
 
 
@@ -60,15 +60,17 @@ def test_regime_summary_counts_cells_that_moved_and_averages_over_languages():
         dict(start, lang="yor", method="ot", diff=0.04, p_value=0.03, mean_start=0.1, mean_final=0.14),
         dict(family="me5", layers=4, lang="swa", method="kd", diff=0.1, p_value=0.001, mean_start=0.3,
              mean_final=0.4)])
-    results = pd.DataFrame([
-        dict(final=True, metric="mrr@10", task="headline", family="baseline", method="bm25", value=v)
-        for v in (0.6, 0.5)] + [dict(final=True, metric="mrr@10", task="dev", family="baseline", method="bm25",
-                                     value=0.9)])
+    starts = pd.concat([starts, pd.DataFrame([dict(family="minilm", layers=6, lang="swa", method="kd", diff=0.2,
+                                                   p_value=0.0004, mean_start=0.4, mean_final=0.6)])])
+    baseline = dict(final=True, metric="mrr@10", task="headline", family="baseline", method="bm25")
+    results = pd.DataFrame([dict(baseline, lang="swa", value=0.6), dict(baseline, lang="yor", value=0.5),
+                            dict(baseline, lang="hau", value=0.1),  # no student trained on hau yet: not averaged
+                            dict(baseline, lang="swa", task="dev", value=0.9)])
     assert regime_summary(results, starts, "mrr@10", "headline") == (
         "Regime (headline, mrr@10): each objective beats its start (paired over queries, p < 0.05) in this many "
-        "size-language cells: kd in 2 of 3, ot in 1 of 2 (and falls below it in 1). Start -> last step, mean over "
-        "2 languages: me5-L1 0.150 -> kd 0.185, ot 0.120; me5-L4 0.300 -> kd 0.400. Baselines on the same "
-        "queries: bm25 0.550.")
+        "size-language cells: me5 kd in 2 of 3, ot in 1 of 2 (and falls below it in 1); minilm kd in 1 of 1. "
+        "Start -> last step, mean over 2 languages: me5-L1 0.150 -> kd 0.185, ot 0.120; me5-L4 0.300 -> kd 0.400; "
+        "minilm-L6 0.400 -> kd 0.600. Baselines on the same queries: bm25 0.550.")
     assert regime_summary(results, starts.iloc[:0], "mrr@10", "headline") == "No trained cell has finished yet."
 
 
@@ -82,7 +84,58 @@ def test_size_effect_figure_draws_each_objectives_pooled_slope_by_step():
                           dict(row, a="ot-kd", step=25, slope=-0.02)])
     figure = size_effect_figure(along)
     lines = [t for t in figure.data if t.mode == "lines+markers"]
-    assert [t.name for t in lines] == ["ot - kd", "ot-kd - kd"]
+    assert [t.name for t in lines] == ["ot minus kd", "ot-kd minus kd"]
     assert list(lines[0].x) == [25, 400] and list(lines[0].y) == [0.1, 0.05]
     assert len(figure.data) == 4  # a CI band under each line
     assert len(size_effect_figure(along.iloc[:0]).data) == 0
+
+
+def _crafted_sweep(root, rng):
+    """A finished two-step sweep on disk: KD and OT start at 0.3 (their shared step 0) and end with OT - KD =
+    0.02 log10(params / 1M) + noise; KD learns everywhere except bbb at 1M, where it stays at its start."""
+    import json
+
+    rows = []
+    for lang in ("aaa", "bbb"):
+        for params in (1e6, 3e6, 1e7):
+            base = dict(lang=lang, family="fam", layers=int(params / 1e6), params_total=int(3 * params),
+                        params_non_embedding=int(params), task="headline", wall_time_s=1.0, query_cosine=0.5,
+                        plan_sharpness=np.nan, identical_share=np.nan)
+            kd_end = 0.3 if (lang, params) == ("bbb", 1e6) else 0.5
+            ends = {"untrained": 0.3, "kd": kd_end, "ot": kd_end + 0.02 * np.log10(params / 1e6)}
+            for method, end in ends.items():
+                cell = f"{lang}-fam-L{base['layers']}-{method}-s0"
+                for step in ([0] if method == "untrained" else [0, 10]):
+                    mean = 0.3 if step == 0 else end
+                    scores = np.clip(mean + rng.normal(0, 0.05, 60), 0, 1)
+                    path = root / "cells" / cell / f"step{step}.csv"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    pd.DataFrame({"qid": [f"q{i}" for i in range(60)], "mrr@10": scores}).to_csv(path, index=False)
+                    final = step == (0 if method == "untrained" else 10)
+                    rows.append(dict(base, cell_id=cell, method=method, seed=0, step=step, final=final,
+                                     per_query_file=str(path.relative_to(root)), collapsed=False, metric="mrr@10",
+                                     value=scores.mean()))
+    pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
+    (root / "sweep.json").write_text(json.dumps({"config": {"task": "headline"}}))
+
+
+def test_the_verdicts_numbers_are_the_exported_tables_numbers(tmp_path):
+    from optical_core.study.summary import analyse_sweep
+
+    _crafted_sweep(tmp_path, np.random.default_rng(5))
+    summary = analyse_sweep(tmp_path, n_boot=50, export_to=tmp_path / "analysis")
+    text = summary.families["fam"]
+    slopes = pd.read_csv(tmp_path / "analysis" / "slopes.csv")
+    pooled = slopes[slopes.scope == "pooled"].set_index("y")
+    absolute, relative = pooled.loc["abs_diff"], pooled.loc["gain"]
+    assert f"slope {absolute.slope:+.3f} per 10x parameters (95% CI {absolute.ci_low:+.3f} to " in text \
+        or f"is {absolute.slope:+.3f} per 10x parameters (95% CI {absolute.ci_low:+.3f} to " in text
+    assert absolute.n == 6 and relative.n == 5  # the relative gain only where KD beat its start
+    assert f"its slope is {100 * relative.slope:+.1f} percentage points per 10x" in text
+    assert "(5 of 6 size-language cells)" in text and "; left out: bbb 1.0M." in text
+    along = pd.read_csv(tmp_path / "analysis" / "slopes_along_training.csv")
+    last = along[(along.scope == "pooled") & (along.a == "ot")]
+    assert last.step.tolist() == [10] and last.slope.iloc[0] == pytest.approx(absolute.slope)
+    assert f"step 10 {absolute.slope:+.3f} ({last.ci_low.iloc[0]:+.3f} to" in text
+    assert summary.verdict.startswith("Regime (headline, mrr@10): each objective beats its start (paired over "
+                                      "queries, p < 0.05) in this many size-language cells: fam kd in 5 of 6")

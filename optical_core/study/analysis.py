@@ -19,6 +19,9 @@ from scipy import stats
 from optical_core.evaluate.significance import paired_comparison
 
 GROUP = ["family", "layers", "lang"]
+GAIN_COLUMNS = GROUP + ["untrained_mean", "kd_above_floor", "ot_above_floor", "metric", "n_seeds", "n_queries",
+                        "params_total", "params_non_embedding", "kd_mean", "ot_mean", "gain", "gain_ci_low",
+                        "gain_ci_high", "abs_diff", "abs_ci_low", "abs_ci_high"]
 
 
 def _per_query_matrix(out_dir: Path, rows: pd.DataFrame, metric: str) -> tuple[np.ndarray, list[int]]:
@@ -82,7 +85,7 @@ def gain_table(results: pd.DataFrame, out_dir: Path | str, metric: str = "mrr@10
                          gain_ci_low=np.nanpercentile(gain_boot, 2.5), gain_ci_high=np.nanpercentile(gain_boot, 97.5),
                          abs_diff=ot_mean - kd_mean, abs_ci_low=np.percentile(ot_boot - kd_boot, 2.5),
                          abs_ci_high=np.percentile(ot_boot - kd_boot, 97.5)))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=GAIN_COLUMNS)  # the columns even before any OT/KD pair finished
 
 
 def _above_floor(out_dir: Path, results: pd.DataFrame, key: tuple, metric: str, trained: dict) -> dict:
@@ -155,12 +158,13 @@ def _slope_clause(s: Slope) -> str:
             f"n = {s.n})")
 
 
-def where_kd_learned(gains: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The cells where KD beats its start: the only ones where a relative gain over KD means something."""
-    known = gains.kd_above_floor.notna() if "kd_above_floor" in gains else pd.Series(False, index=gains.index)
-    if not known.any():
-        return gains, "; no untrained start was scored, so whether KD learned is unchecked"
-    return gains[known & (gains.kd_above_floor == True)], ""  # noqa: E712
+def where_kd_learned(gains: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The cells where KD beats its start (the only ones where a relative gain over KD means something), and
+    how many cells had no start scored (whether KD learned there is unknown, so they are left out too)."""
+    if gains.empty or "kd_above_floor" not in gains:
+        return gains.iloc[:0], len(gains)
+    known = gains.kd_above_floor.notna()
+    return gains[known & (gains.kd_above_floor == True)], int((~known).sum())  # noqa: E712
 
 
 def relative_slopes(gains: pd.DataFrame) -> list[Slope]:
@@ -182,9 +186,10 @@ def verdict(slopes: list[Slope], gains: pd.DataFrame, metric: str, family: str, 
     sizes = sorted(gains.params_non_embedding.unique())
     langs = sorted(gains.lang.unique())
     by_size = gains.groupby("params_non_embedding").abs_diff.mean()
-    head = (f"Across {len(sizes)} {family} student sizes ({sizes[0] / 1e6:.1f}M to {sizes[-1] / 1e6:.1f}M "
-            f"non-embedding parameters) and {len(langs)} language{'s' if len(langs) > 1 else ''} ({', '.join(langs)}), "
-            f"OT minus KD in {metric} at the last step averages {gains.abs_diff.mean():+.3f}")
+    plural = {"sizes": "s" if len(sizes) > 1 else "", "langs": "s" if len(langs) > 1 else ""}
+    head = (f"Across {len(sizes)} {family} student size{plural['sizes']} ({sizes[0] / 1e6:.1f}M to "
+            f"{sizes[-1] / 1e6:.1f}M non-embedding parameters) and {len(langs)} language{plural['langs']} "
+            f"({', '.join(langs)}), OT minus KD in {metric} at the last step averages {gains.abs_diff.mean():+.3f}")
     head += (f" ({by_size.iloc[0]:+.3f} at the smallest size, {by_size.iloc[-1]:+.3f} at the largest)."
              if len(sizes) > 1 else ".")
     if not np.isfinite(pooled.slope):
@@ -204,14 +209,24 @@ def verdict(slopes: list[Slope], gains: pd.DataFrame, metric: str, family: str, 
 
 
 def _relative_sentence(gains: pd.DataFrame, relative: list[Slope] | None) -> str:
-    learned, unchecked = where_kd_learned(gains)
+    learned, unknown = where_kd_learned(gains)
+    if unknown == len(gains):
+        return " No untrained start was scored, so whether KD learned is unknown and no relative gain is reported."
     if learned.empty:
         return " KD beats its start in none of the cells, so no relative gain is reported."
-    text = (f" Where KD beats its start ({len(learned)} of {len(gains)} size-language cells{unchecked}), OT's "
-            f"relative gain over KD averages {learned.gain.mean():+.1%}")
+    left_out = gains.drop(learned.index)
+    text = (f" Where KD beats its start ({len(learned)} of {len(gains)} size-language cells"
+            + (f"; {unknown} without a scored start" if unknown else "") + "), OT's relative gain over KD averages "
+            f"{learned.gain.mean():+.1%}")
     pooled = next((s for s in relative or [] if s.scope == "pooled"), None)
     if pooled is not None and np.isfinite(pooled.slope):
-        text += f"; its slope is {_slope_clause(pooled)}"
+        # a relative gain's slope in percentage points: "+0.45 per 10x" would read as less than one percent
+        text += (f"; its slope is {100 * pooled.slope:+.1f} percentage points per 10x parameters (95% CI "
+                 f"{100 * pooled.ci_low:+.1f} to {100 * pooled.ci_high:+.1f}, p = {pooled.p_value:.2g}, "
+                 f"n = {pooled.n})")
+    if len(left_out):
+        text += "; left out: " + ", ".join(f"{r.lang} {r.params_non_embedding / 1e6:.1f}M"
+                                           for r in left_out.sort_values(["lang", "params_non_embedding"]).itertuples())
     return text + "."
 
 
@@ -220,16 +235,20 @@ def _along_sentence(along: pd.DataFrame | None) -> str:
     other objective (an OT variant) minus KD at the last step."""
     if along is None or along.empty:
         return ""
-    pooled = along[(along.scope == "pooled") & (along.step > 0)].dropna(subset=["slope"]).sort_values("step")
-    ot = pooled[pooled.a == "ot"]
+    pooled = along[(along.scope == "pooled") & (along.step > 0)].sort_values("step")
+    ot = pooled[pooled.a == "ot"].dropna(subset=["slope"])
     text = ""
     if len(ot):
-        parts = [f"step {int(r.step)} {r.slope:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f})" for r in ot.itertuples()]
-        text = " Along training, OT minus KD has a pooled slope per 10x (95% CI) of: " + "; ".join(parts) + "."
+        parts = [f"step {int(r.step)} {r.slope:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f}, p = {r.p_value:.2g})"
+                 for r in ot.itertuples()]
+        text = (" Along training, OT minus KD has a pooled slope per 10x parameters (95% CI, p; one test per step, "
+                "not corrected for multiple comparisons) of: " + "; ".join(parts) + ".")
     for method, g in pooled[pooled.a != "ot"].groupby("a", sort=True):
-        last = g.iloc[-1]
-        text += (f" {method} minus KD at the last step: slope {last.slope:+.3f} per 10x parameters (95% CI "
-                 f"{last.ci_low:+.3f} to {last.ci_high:+.3f}, p = {last.p_value:.2g}, n = {int(last.n)}).")
+        last = g[g.step == g.step.max()].iloc[0]
+        name = f"The {method} objective minus KD at the last step (step {int(last.step)})"
+        text += (f" {name}: slope {last.slope:+.3f} per 10x parameters (95% CI {last.ci_low:+.3f} to "
+                 f"{last.ci_high:+.3f}, p = {last.p_value:.2g}, n = {int(last.n)})." if np.isfinite(last.slope)
+                 else f" {name}: too few sizes for a slope.")
     return text
 
 
@@ -245,8 +264,9 @@ def _floor_caveat(gains: pd.DataFrame) -> str:
     if len(neither):
         sizes_at_floor = sorted(neither.params_non_embedding.unique())
         text = (f" Caution: in {len(neither)} of {len(gains)} size-language cells neither KD nor OT beats the "
-                f"untrained student (p < 0.05), so the gain there compares two floor-level students "
-                f"(sizes {', '.join(f'{p / 1e6:.1f}M' for p in sizes_at_floor)}).")
+                f"untrained student (p < 0.05), so OT minus KD there compares two floor-level students "
+                f"(sizes {', '.join(f'{p / 1e6:.1f}M' for p in sizes_at_floor)}; in the absolute slope, not in the "
+                "relative one).")
     if gains.ot_above_floor.eq(False).all():
         text += " OT beats the untrained student in none of the cells at this budget."
     return text
@@ -262,9 +282,10 @@ def _collapse_caveat(collapses: pd.DataFrame | None) -> str:
     for method, g in hit.groupby("method", sort=True):
         sizes = ", ".join(f"L{r.layers} {r.collapsed_cells}/{r.cells}" for r in g.sort_values("layers").itertuples())
         cells = int(collapses[collapses.method == method].cells.sum())
-        parts.append(f"{method} in {int(g.collapsed_cells.sum())} of {cells} cells ({sizes}; "
+        parts.append(f"{method} in {int(g.collapsed_cells.sum())} of {cells} runs ({sizes}; "
                      f"{int(g.collapsed_at_end.sum())} still collapsed at the last step)")
-    return " Collapse (mean pairwise query cosine > 0.9 at some evaluated step): " + "; ".join(parts) + "."
+    return (" Collapse (mean pairwise query cosine > 0.9 on some evaluated task at some step; runs = languages x "
+            "seeds): " + "; ".join(parts) + ".")
 
 
 def slopes_along_training(differences: pd.DataFrame) -> pd.DataFrame:
@@ -272,7 +293,7 @@ def slopes_along_training(differences: pd.DataFrame) -> pd.DataFrame:
     every evaluated step, pooled (per-language intercepts) and per language: does the size effect change
     with the training budget?"""
     frames = []
-    for step, g in differences.groupby("step", sort=True):
+    for step, g in differences[differences.step > 0].groupby("step", sort=True):  # step 0: the shared start
         frames.append(slopes_frame(scaling_slopes(g, "diff")).assign(step=step))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

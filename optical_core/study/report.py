@@ -83,12 +83,18 @@ def regime_summary(results: pd.DataFrame, starts: pd.DataFrame, metric: str, tas
     if starts.empty:
         return "No trained cell has finished yet."
     final = results[results.final & (results.metric == metric) & (results.task == task)]
-    baselines = final[final.family == "baseline"].groupby("method").value.mean()
+    # baselines on the trained students' languages only (a partial grid may have scored more)
+    final = final[(final.family == "baseline") & final.lang.isin(set(starts.lang))]
+    baselines = final.groupby("method").value.mean()
     languages = starts.lang.nunique()
     counts = []
-    for method, g in starts.groupby("method", sort=True):
-        up, down = int(((g["diff"] > 0) & (g.p_value < 0.05)).sum()), int(((g["diff"] < 0) & (g.p_value < 0.05)).sum())
-        counts.append(f"{method} in {up} of {len(g)}" + (f" (and falls below it in {down})" if down else ""))
+    for family, f in starts.groupby("family", sort=True):
+        parts = []
+        for method, g in f.groupby("method", sort=True):
+            up = int(((g["diff"] > 0) & (g.p_value < 0.05)).sum())
+            down = int(((g["diff"] < 0) & (g.p_value < 0.05)).sum())
+            parts.append(f"{method} in {up} of {len(g)}" + (f" (and falls below it in {down})" if down else ""))
+        counts.append(f"{family} " + ", ".join(parts))
     sizes = []
     for (family, layers), g in starts.groupby(["family", "layers"], sort=True):
         start = g.groupby("lang").mean_start.first().mean()
@@ -96,7 +102,7 @@ def regime_summary(results: pd.DataFrame, starts: pd.DataFrame, metric: str, tas
         sizes.append(f"{family}-L{layers} {start:.3f} -> " + ", ".join(f"{m} {v:.3f}" for m, v in finals.items()))
     where = f"{languages} language{'s' if languages > 1 else ''}"
     text = (f"Regime ({task}, {metric}): each objective beats its start (paired over queries, p < 0.05) in "
-            "this many size-language cells: " + ", ".join(counts) + f". Start -> last step, mean over {where}: "
+            "this many size-language cells: " + "; ".join(counts) + f". Start -> last step, mean over {where}: "
             + "; ".join(sizes) + ".")
     if len(baselines):
         text += " Baselines on the same queries: " + ", ".join(f"{n} {v:.3f}" for n, v in baselines.items()) + "."
