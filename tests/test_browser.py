@@ -72,7 +72,7 @@ def test_every_page_renders_in_headless_chromium(server):
             page.get_by_text(heading).first.wait_for(timeout=60_000)
             assert page.locator("[data-testid='stException']").count() == 0, path
             if path == "":
-                page.get_by_text("relative gain of OT over KD").first.wait_for(timeout=60_000)
+                page.get_by_text("OT minus KD in mrr@10").first.wait_for(timeout=60_000)
             if path == "alignment":
                 page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
             if shots:

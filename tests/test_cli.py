@@ -248,8 +248,10 @@ def test_analyse_a_committed_study_prints_its_verdict_and_writes_nothing(capsys)
     before = snapshot(pilot)
     code, out, _ = run(["analyse", "--sweep", pilot], capsys)
     assert code == 0
-    assert out.startswith("Regime (headline, mrr@10): me5-L2 starts at 0.206; KD improves on its start; change "
-                          "from start at the last step: kd +0.039 (p=0.0008), ot -0.012 (p=0.57), ot-kd +0.080")
+    assert out.startswith("Regime (headline, mrr@10): each objective beats its start (paired over queries, p < 0.05) "
+                          "in this many size-language cells: me5 kd in 2 of 2, ot in 1 of 2, ot-kd in 2 of 2; minilm "
+                          "kd in 1 of 1, ot in 1 of 1, ot-kd in 1 of 1. Start -> last step, mean over 1 language: "
+                          "me5-L2 0.206 -> kd 0.245, ot 0.194, ot-kd 0.287;")
     assert snapshot(pilot) == before  # without --export nothing is written into the committed study
 
 
