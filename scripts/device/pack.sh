@@ -49,5 +49,5 @@ tar c -C "$build/pack" . | split -b "${part_mib}M" -d -a 1 - "$build/part."
 i=1; for f in "$build"/part.*; do mkdir -p .devpack/p$i; mv "$f" .devpack/p$i/payload.$i; i=$((i + 1)); done
 du -sh --apparent-size .devpack/p*
 echo "commit $(git rev-parse --short HEAD), langs: $langs. One device call per part, the checkout travels with each:"
-git ls-files -z -- ':!results' | xargs -0 stat -c %s 2>/dev/null | awk -v part="$part_mib" \
+git ls-files -z -- ':!results' | xargs -0 stat -c %s 2>/dev/null | awk \
   '{s += $1} END {printf "  %.1f MiB of it outside results/ (move results/ out while calling; a call carries 64 MiB)\n", s / 1048576}'
