@@ -14,7 +14,7 @@ from optical_core.models.encoders import load_teacher
 from optical_core.settings import default_of, setting_field
 from optical_core.store.checkpoints import load_checkpoint
 from optical_core.store.locations import checkpoint_root
-from optical_core.study.summary import analyse_sweep
+from optical_core.study.summary import SUMMARY_FILE, load_summary
 
 LICENCES = ("NTREX-128 (Federmann, Kocmi & Xin, 2022), CC BY-SA 4.0: held-out CLIR test. "
             "MAFAND-MT (Adelani et al., NAACL 2022), CC BY-NC 4.0 (research use): training bitext. "
@@ -46,13 +46,16 @@ def load_checkpoint_cached(path: Path):
     return cached_checkpoint(str(path), (Path(path) / "model.safetensors").stat().st_mtime)
 
 
-@st.cache_data(show_spinner="Analysing the study (bootstrap CIs)...", max_entries=4)
-def study_summary(path: str, metric: str, mtime: float):
-    return analyse_sweep(Path(path), metric=metric)
+@st.cache_data(show_spinner="Reading the study (a study without published analysis is analysed now: minutes)...",
+               max_entries=4)
+def study_summary(path: str, metric: str, stamps: tuple):
+    return load_summary(Path(path), metric=metric)
 
 
 def load_study(path: Path, metric: str = "mrr@10"):
-    return study_summary(str(path), metric, (Path(path) / "results.csv").stat().st_mtime)
+    """The study's summary, cached until its results table or its published analysis changes."""
+    files = [Path(path) / "results.csv", *sorted((Path(path) / "analysis").rglob(SUMMARY_FILE))]
+    return study_summary(str(path), metric, tuple(f.stat().st_mtime for f in files))
 
 
 def session_id() -> str:

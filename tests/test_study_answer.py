@@ -139,3 +139,32 @@ def test_the_verdicts_numbers_are_the_exported_tables_numbers(tmp_path):
     assert f"step 10 {absolute.slope:+.3f} ({last.ci_low.iloc[0]:+.3f} to" in text
     assert summary.verdict.startswith("Regime (headline, mrr@10): each objective beats its start (paired over "
                                       "queries, p < 0.05) in this many size-language cells: fam kd in 5 of 6")
+
+
+def test_a_published_summary_reads_back_as_the_analysis_and_goes_stale_with_its_results(tmp_path):
+    from optical_core.study.summary import analyse_sweep, load_summary, published_summary
+
+    _crafted_sweep(tmp_path, np.random.default_rng(5))
+    assert published_summary(tmp_path) is None  # nothing exported yet
+    fresh = analyse_sweep(tmp_path, n_boot=50, export_to=tmp_path / "analysis")
+    read = published_summary(tmp_path)
+    assert read is not None and read.verdict == fresh.verdict and read.families == fresh.families
+    assert read.regime == fresh.regime and read.devices == fresh.devices and read.cell_hours == fresh.cell_hours
+    for field in ("results", "accuracy", "gains", "slopes", "baselines", "curves", "along", "collapses"):
+        pd.testing.assert_frame_equal(getattr(read, field).reset_index(drop=True),
+                                      getattr(fresh, field).reset_index(drop=True), check_dtype=False)
+    assert published_summary(tmp_path, "recall@5") is None  # only the analysed metrics are exported
+    assert published_summary(tmp_path, "ndcg@10") is None  # ... and this one was not
+    saved = (tmp_path / "analysis" / "summary.json").read_text()
+    (tmp_path / "analysis" / "summary.json").write_text(saved[:40])  # damaged: analysed afresh, not a crash
+    assert published_summary(tmp_path) is None
+    (tmp_path / "analysis" / "summary.json").write_text(saved)
+    table = pd.read_csv(tmp_path / "results.csv")
+    table.loc[table.index[-1], "value"] += 0.1  # a cell rescored: the exported tables no longer describe it
+    table.to_csv(tmp_path / "results.csv", index=False)
+    assert published_summary(tmp_path) is None
+    assert load_summary(tmp_path).results.value.sum() == pytest.approx(final_sum(table))
+
+
+def final_sum(table: pd.DataFrame) -> float:
+    return table[table.final.astype(bool)].value.sum()

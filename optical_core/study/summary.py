@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,7 @@ def analyse_sweep(sweep_dir: Path, metric: str = "mrr@10", export_to: Path | Non
     sweep = json.loads((sweep_dir / "sweep.json").read_text()) if (sweep_dir / "sweep.json").is_file() else {}
     accuracy = accuracy_table(results, sweep_dir, metric, n_boot)
     gains = gain_table(results, sweep_dir, metric, n_boot)
-    task = (sweep.get("config") or {}).get("task", "headline")
+    task = _task(sweep)
     curves, regime_text, along, collapses = None, "", None, None
     if "step" in everything and everything.step.nunique() > 1:
         curves = curve_table(everything, sweep_dir, metric, task)
@@ -94,18 +95,28 @@ def analyse_sweep(sweep_dir: Path, metric: str = "mrr@10", export_to: Path | Non
                                    _of_family(collapses, family))
         slope_frames += [slopes_frame(absolute + relative).assign(family=family)]
     slopes = pd.concat(slope_frames, ignore_index=True) if slope_frames else pd.DataFrame()
-    main_family = "me5" if "me5" in families else next(iter(families), "")
-    baselines = results[(results.family == "baseline") & (results.metric == metric)][["lang", "method", "value"]]
     devices = sorted({json.loads(p.read_text()).get("device", "?") for p in sweep_dir.glob("cells/*/manifest.json")})
-    cell_hours = results.drop_duplicates("cell_id").wall_time_s.sum() / 3600 if "wall_time_s" in results else 0.0
-    answer = families.get(main_family, "No finished OT/KD pairs yet.")
-    summary = StudySummary(metric, results, accuracy, gains, slopes,
-                           f"{completeness(sweep_dir)} {regime_text} {answer}".strip(), families,
-                           sweep, baselines, devices, float(cell_hours), curves, regime_text,
-                           superseded_reason(sweep_dir), along, collapses)
+    summary = StudySummary(metric, results, accuracy, gains, slopes, _headline(sweep_dir, regime_text, families),
+                           families, sweep, baselines_of(results, metric), devices, cell_hours_of(results), curves,
+                           regime_text, superseded_reason(sweep_dir), along, collapses)
     if export_to is not None:
-        export_summary(summary, Path(export_to), figures)
+        export_summary(summary, Path(export_to), figures, results_file=sweep_dir / "results.csv")
     return summary
+
+
+def _headline(sweep_dir: Path, regime_text: str, families: dict[str, str]) -> str:
+    """Completeness, then the regime, then the main family's answer (me5, the student ladder of the study)."""
+    main_family = "me5" if "me5" in families else next(iter(families), "")
+    answer = families.get(main_family, "No finished OT/KD pairs yet.")
+    return f"{completeness(sweep_dir)} {regime_text} {answer}".strip()
+
+
+def baselines_of(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    return results[(results.family == "baseline") & (results.metric == metric)][["lang", "method", "value"]]
+
+
+def cell_hours_of(results: pd.DataFrame) -> float:
+    return float(results.drop_duplicates("cell_id").wall_time_s.sum() / 3600) if "wall_time_s" in results else 0.0
 
 
 def _of_family(table: pd.DataFrame | None, family: str) -> pd.DataFrame | None:
@@ -123,21 +134,86 @@ def _along_training(everything: pd.DataFrame, sweep_dir: Path, metric: str, task
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def export_summary(summary: StudySummary, out: Path, figures: bool = True) -> None:
+SUMMARY_FILE = "summary.json"  # the verdict's parts and a hash of the results table they were computed from
+OPTIONAL_TABLES = {"along": "slopes_along_training.csv", "collapses": "collapse_counts.csv"}
+
+
+def export_summary(summary: StudySummary, out: Path, figures: bool = True, results_file: Path | None = None) -> None:
+    """Tables, verdict and figures; with `results_file` (the study's results.csv) also summary.json, from which
+    `published_summary` rebuilds this summary without recomputing a bootstrap."""
     out.mkdir(parents=True, exist_ok=True)
     summary.accuracy.to_csv(out / "accuracy.csv", index=False)
     summary.gains.to_csv(out / "gains.csv", index=False)
     summary.slopes.to_csv(out / "slopes.csv", index=False)
-    if summary.along is not None:
-        summary.along.to_csv(out / "slopes_along_training.csv", index=False)
-    if summary.collapses is not None:
-        summary.collapses.to_csv(out / "collapse_counts.csv", index=False)
+    for field, name in OPTIONAL_TABLES.items():
+        if getattr(summary, field) is not None:
+            getattr(summary, field).to_csv(out / name, index=False)
+    if summary.curves is not None:
+        summary.curves.to_csv(out / f"curves_{_task(summary.sweep)}.csv", index=False)
+    if results_file is not None:
+        atomic_write_text(out / SUMMARY_FILE, json.dumps({
+            "metric": summary.metric, "results_sha256": _sha256(results_file), "regime": summary.regime,
+            "families": summary.families, "devices": summary.devices}, indent=1) + "\n")
     # The regime (did the students learn?) comes before any trend, as in the app.
     paragraphs = ([summary.superseded] if summary.superseded else []) + ([summary.regime] if summary.regime else [])
     paragraphs += [f"**{f}**: {v}" for f, v in summary.families.items()]
     atomic_write_text(out / "verdict.md", "\n\n".join(paragraphs) + "\n")
     if figures:
         export_figures(summary, out)
+
+
+def published_summary(study_dir: Path, metric: str = "mrr@10") -> StudySummary | None:
+    """The summary that `write_analysis` exported under <study>/analysis for this metric, read back from its
+    tables; None when there is none, or when the study's results table changed since (analyse it afresh)."""
+    study_dir = Path(study_dir)
+    if metric not in ANALYSED_METRICS:
+        return None
+    out = study_dir / "analysis" / ANALYSED_METRICS[metric]
+    file = out / SUMMARY_FILE
+    if not file.is_file() or not (study_dir / "results.csv").is_file():
+        return None
+    try:
+        saved = json.loads(file.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return None  # a damaged file: the fresh analysis is the safe answer
+    if (not isinstance(saved, dict) or saved.get("metric") != metric
+            or saved.get("results_sha256") != _sha256(study_dir / "results.csv")
+            or not isinstance(saved.get("families"), dict) or not isinstance(saved.get("regime"), str)):
+        return None
+    everything = pd.read_csv(study_dir / "results.csv")
+    results = final_results(everything)
+    sweep = json.loads((study_dir / "sweep.json").read_text()) if (study_dir / "sweep.json").is_file() else {}
+    tables = {name: _read_table(out / f"{name}.csv") for name in ("accuracy", "gains", "slopes")}
+    optional = {field: _read_table(out / name) for field, name in OPTIONAL_TABLES.items()}
+    multi_step = "step" in everything and everything.step.nunique() > 1
+    curves = _read_table(out / f"curves_{_task(sweep)}.csv") if multi_step else None
+    families, regime_text = saved["families"], saved["regime"]
+    return StudySummary(metric, results, tables["accuracy"], tables["gains"], tables["slopes"],
+                        _headline(study_dir, regime_text, families), families, sweep, baselines_of(results, metric),
+                        list(saved.get("devices") or []), cell_hours_of(results), curves, regime_text,
+                        superseded_reason(study_dir), optional["along"], optional["collapses"])
+
+
+def load_summary(study_dir: Path, metric: str = "mrr@10") -> StudySummary:
+    """The published summary when it is current, else a fresh analysis (minutes for a large study)."""
+    return published_summary(study_dir, metric) or analyse_sweep(study_dir, metric)
+
+
+def _read_table(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:  # an empty table (no columns) is written as a bare newline
+        return pd.DataFrame()
+
+
+def _task(sweep: dict) -> str:
+    return (sweep.get("config") or {}).get("task", "headline")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def export_figures(summary: StudySummary, out: Path) -> None:
