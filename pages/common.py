@@ -13,7 +13,7 @@ from optical_core.jobs import JobManager
 from optical_core.models.encoders import load_teacher
 from optical_core.settings import default_of, setting_field
 from optical_core.store.checkpoints import load_checkpoint
-from optical_core.store.locations import checkpoint_root
+from optical_core.store.locations import SUPERSEDED, checkpoint_root
 from optical_core.study.summary import SUMMARY_FILE, load_summary
 
 LICENCES = ("NTREX-128 (Federmann, Kocmi & Xin, 2022), CC BY-SA 4.0: held-out CLIR test. "
@@ -53,9 +53,11 @@ def study_summary(path: str, metric: str, stamps: tuple):
 
 
 def load_study(path: Path, metric: str = "mrr@10"):
-    """The study's summary, cached until its results table or its published analysis changes."""
-    files = [Path(path) / "results.csv", *sorted((Path(path) / "analysis").rglob(SUMMARY_FILE))]
-    return study_summary(str(path), metric, tuple(f.stat().st_mtime for f in files))
+    """The study's summary, cached until its table, status, SUPERSEDED note or published analysis changes."""
+    study = Path(path)
+    files = [study / name for name in ("results.csv", "status.json", SUPERSEDED) if (study / name).is_file()]
+    files += sorted((study / "analysis").rglob("*.csv")) + sorted((study / "analysis").rglob(SUMMARY_FILE))
+    return study_summary(str(path), metric, tuple((str(f), f.stat().st_mtime) for f in files))
 
 
 def session_id() -> str:

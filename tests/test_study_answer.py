@@ -159,6 +159,16 @@ def test_a_published_summary_reads_back_as_the_analysis_and_goes_stale_with_its_
     (tmp_path / "analysis" / "summary.json").write_text(saved[:40])  # damaged: analysed afresh, not a crash
     assert published_summary(tmp_path) is None
     (tmp_path / "analysis" / "summary.json").write_text(saved)
+    (tmp_path / "analysis" / "summary.json").write_text(saved.replace('"devices": [', '"devices": 3, "x": ['))
+    assert published_summary(tmp_path) is None  # a field of the wrong type: analysed afresh
+    (tmp_path / "analysis" / "summary.json").write_text(saved)
+    gains = (tmp_path / "analysis" / "gains.csv").read_text()
+    (tmp_path / "analysis" / "gains.csv").unlink()
+    assert published_summary(tmp_path) is None  # a table went missing
+    (tmp_path / "analysis" / "gains.csv").write_text('"unclosed\n' + gains)
+    assert published_summary(tmp_path) is None  # a table that does not parse
+    (tmp_path / "analysis" / "gains.csv").write_text(gains)
+    assert published_summary(tmp_path) is not None
     table = pd.read_csv(tmp_path / "results.csv")
     table.loc[table.index[-1], "value"] += 0.1  # a cell rescored: the exported tables no longer describe it
     table.to_csv(tmp_path / "results.csv", index=False)

@@ -114,7 +114,10 @@ def write_curve_report(sweep_dir: Path | str, out: Path | str | None = None, met
     """Tables, figures and a generated README section for a sweep with learning curves."""
     sweep_dir = Path(sweep_dir)
     out = Path(out or sweep_dir / "analysis")
-    results = collect_results(sweep_dir)
+    # The sweep's table when it has one: the same rows the gains and verdict are computed from (cells/ can hold
+    # records published after the table was written).
+    table = sweep_dir / "results.csv"
+    results = pd.read_csv(table) if table.is_file() else collect_results(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     sweep = json.loads((sweep_dir / "sweep.json").read_text())
     config = sweep["config"]

@@ -176,22 +176,36 @@ def published_summary(study_dir: Path, metric: str = "mrr@10") -> StudySummary |
         saved = json.loads(file.read_text())
     except (ValueError, UnicodeDecodeError):
         return None  # a damaged file: the fresh analysis is the safe answer
-    if (not isinstance(saved, dict) or saved.get("metric") != metric
-            or saved.get("results_sha256") != _sha256(study_dir / "results.csv")
-            or not isinstance(saved.get("families"), dict) or not isinstance(saved.get("regime"), str)):
+    if not _well_formed(saved, metric) or saved["results_sha256"] != _sha256(study_dir / "results.csv"):
         return None
-    everything = pd.read_csv(study_dir / "results.csv")
+    try:
+        everything = pd.read_csv(study_dir / "results.csv")
+        sweep = json.loads((study_dir / "sweep.json").read_text()) if (study_dir / "sweep.json").is_file() else {}
+        multi_step = "step" in everything and everything.step.nunique() > 1
+        tables = {name: _read_table(out / f"{name}.csv") for name in ("accuracy", "gains", "slopes")}
+        # along training, collapses and curves exist only for a study with several evaluated steps
+        optional = {field: _read_table(out / name) if multi_step else None for field, name in OPTIONAL_TABLES.items()}
+        curves = _read_table(out / f"curves_{_task(sweep)}.csv") if multi_step else None
+    except (ValueError, OSError):  # a damaged table (pandas' parser errors are ValueErrors)
+        return None
+    if any(t is None for t in tables.values()) or (multi_step and curves is None):
+        return None  # a table went missing since the publish
     results = final_results(everything)
-    sweep = json.loads((study_dir / "sweep.json").read_text()) if (study_dir / "sweep.json").is_file() else {}
-    tables = {name: _read_table(out / f"{name}.csv") for name in ("accuracy", "gains", "slopes")}
-    optional = {field: _read_table(out / name) for field, name in OPTIONAL_TABLES.items()}
-    multi_step = "step" in everything and everything.step.nunique() > 1
-    curves = _read_table(out / f"curves_{_task(sweep)}.csv") if multi_step else None
     families, regime_text = saved["families"], saved["regime"]
     return StudySummary(metric, results, tables["accuracy"], tables["gains"], tables["slopes"],
                         _headline(study_dir, regime_text, families), families, sweep, baselines_of(results, metric),
-                        list(saved.get("devices") or []), cell_hours_of(results), curves, regime_text,
-                        superseded_reason(study_dir), optional["along"], optional["collapses"])
+                        saved["devices"], cell_hours_of(results), curves, regime_text, superseded_reason(study_dir),
+                        optional["along"], optional["collapses"])
+
+
+def _well_formed(saved, metric: str) -> bool:
+    def strings(values) -> bool:
+        return all(isinstance(v, str) for v in values)
+
+    return (isinstance(saved, dict) and saved.get("metric") == metric and isinstance(saved.get("results_sha256"), str)
+            and isinstance(saved.get("regime"), str) and isinstance(saved.get("families"), dict)
+            and strings(saved["families"]) and strings(saved["families"].values())
+            and isinstance(saved.get("devices"), list) and strings(saved["devices"]))
 
 
 def load_summary(study_dir: Path, metric: str = "mrr@10") -> StudySummary:
