@@ -85,16 +85,18 @@ def heatmap_z(figure: dict) -> np.ndarray:
 def test_overview_opens_on_the_current_study_with_the_regime_first(app_env):
     at = open_page()
     assert "Does student size change" in at.title[0].value
-    assert at.selectbox[0].value == "results/pilot"  # the current study, not the superseded one
+    assert at.selectbox[0].value == "results/study"  # the headline study, not the pilot or the superseded one
+    summary = load_study(PROJECT / "results" / "study")
     verdict = at.info[0].value
-    assert verdict.startswith("Regime (headline, mrr@10): ")  # whether students learned, before any trend
-    assert verdict.index("Regime") < verdict.index("OT minus KD")
+    assert verdict == summary.verdict  # read from the published analysis (fresh: a test below)
+    assert verdict.startswith(("Regime (headline, mrr@10): ", "In progress: "))  # before any trend
+    assert verdict.index("Regime (headline, mrr@10): ") < verdict.index("OT minus KD")
     assert titles(at) == ["mrr@10 along training (x: collapsed, query cosine > 0.9)",
                           "OT - KD in mrr@10 vs student size"]
     gain = figure_dicts(at)[1]["data"]
-    assert [t["name"] for t in gain] == ["swa", "mean over languages"]  # the pilot's one language, then the mean
+    langs = sorted(set(summary.gains[summary.gains.family == "me5"].lang))
+    assert len(langs) == 5 and [t["name"] for t in gain] == langs + ["mean over languages"]
     assert "error_y" in gain[0]  # each language's gain carries its bootstrap CI
-    summary = load_study(PROJECT / "results" / "pilot")
     tiles = {m.label: m.value for m in at.metric}
     assert tiles == {"cells finished": str(summary.results.cell_id.nunique()),
                      "languages": str(summary.results.lang.nunique()), "metric": "mrr@10"}
@@ -111,12 +113,12 @@ def test_overview_marks_the_superseded_study(app_env):
 
 def test_scaling_page_has_figures_filters_and_downloads(app_env):
     at = open_page("pages/scaling.py")
-    assert at.selectbox[0].label == "Study" and at.selectbox[0].value == "results/pilot"
+    assert at.selectbox[0].label == "Study" and at.selectbox[0].value == "results/study"
     assert at.selectbox[1].label == "Metric" and at.selectbox[1].value == "mrr@10"
     assert titles(at) == ["mrr@10 along training (x: collapsed, query cosine > 0.9)",
                           "OT - KD in mrr@10 (absolute)", "OT-vs-KD gain in mrr@10 vs student size",
                           "me5: slope of (objective - KD) in mrr@10 on log10(size), by step", "mrr@10 vs student size"]
-    summary = load_study(PROJECT / "results" / "pilot")
+    summary = load_study(PROJECT / "results" / "study")
     assert at.selectbox[2].label == "Student family" and at.selectbox[2].options == sorted(set(summary.gains.family))
     assert at.multiselect[0].label == "Languages" and at.multiselect[0].value == sorted(set(summary.gains.lang))
     assert [b.proto.label for b in at.get("download_button")] == ["Download results (CSV)", "Download gains (CSV)"]
@@ -133,7 +135,7 @@ def test_scaling_page_has_figures_filters_and_downloads(app_env):
                           "me5: slope of (objective - KD) in ndcg@10 on log10(size), by step",
                           "ndcg@10 vs student size"]
     family = at.selectbox[2].value
-    expected = load_study(PROJECT / "results" / "pilot", "ndcg@10")
+    expected = load_study(PROJECT / "results" / "study", "ndcg@10")
     gains = next(d.value for d in at.dataframe if "gain_ci_low" in d.value.columns)
     assert set(gains.metric) == {"ndcg@10"} and set(gains.family) == {family}
     assert len(gains) == (expected.gains.family == family).sum()
@@ -283,14 +285,29 @@ def test_train_page_runs_a_tiny_training_to_a_saved_checkpoint(app_env):
 def test_study_list_has_current_studies_then_superseded_ones_then_sweeps(tmp_path, monkeypatch):
     import optical_core.store.locations as study
 
-    for d in ("results/default", "results/pilot", "results/sensitivity-x", "results/ablation", "runs/quick"):
+    for d in ("results/default", "results/pilot", "results/sensitivity-x", "results/study", "results/ablation",
+              "runs/quick"):
         (tmp_path / d).mkdir(parents=True)
-    for d in ("results/default", "results/pilot", "results/sensitivity-x", "runs/quick"):
+    for d in ("results/default", "results/pilot", "results/sensitivity-x", "results/study", "runs/quick"):
         (tmp_path / d / "results.csv").write_text("cell_id\n")
     (tmp_path / "results/default/SUPERSEDED").write_text("Superseded: toy budget.\nmore\n")
     monkeypatch.setattr(study, "REFERENCE_RESULTS", tmp_path / "results" / "default")
     monkeypatch.setenv("OPTICAL_RUNS", str(tmp_path / "runs"))
-    assert list(study.study_dirs()) == ["results/pilot", "results/sensitivity-x", "results/default (superseded)",
-                                        "sweep runs/quick"]
+    assert list(study.study_dirs()) == ["results/study", "results/pilot", "results/sensitivity-x",
+                                        "results/default (superseded)", "sweep runs/quick"]
     assert study.superseded_reason(tmp_path / "results/default") == "Superseded: toy budget."
     assert study.superseded_reason(tmp_path / "results/pilot") is None
+
+
+def test_each_current_committed_study_has_a_current_published_analysis():
+    """The app reads the published analysis instead of rerunning the bootstrap, which takes minutes for the full
+    study. A results table changed after `optical publish` makes it stale; this test names the study to republish."""
+    from optical_core.store.locations import study_dirs
+    from optical_core.study.summary import ANALYSED_METRICS, published_summary
+
+    current = {label: d for label, d in study_dirs().items()
+               if label.startswith("results/") and not label.endswith("(superseded)")}
+    assert {"results/study", "results/pilot"} <= set(current)
+    for label, d in current.items():
+        for metric in ANALYSED_METRICS:
+            assert published_summary(d, metric) is not None, f"{label}: no current analysis for {metric}; republish"
