@@ -77,7 +77,7 @@ def analyse_sweep(sweep_dir: Path, metric: str = "mrr@10", export_to: Path | Non
     sweep_dir = Path(sweep_dir)
     everything = pd.read_csv(sweep_dir / "results.csv")
     results = final_results(everything)
-    sweep = json.loads((sweep_dir / "sweep.json").read_text()) if (sweep_dir / "sweep.json").is_file() else {}
+    sweep = _sweep_record(sweep_dir)
     accuracy = accuracy_table(results, sweep_dir, metric, n_boot)
     gains = gain_table(results, sweep_dir, metric, n_boot)
     task = _task(sweep)
@@ -180,7 +180,7 @@ def published_summary(study_dir: Path, metric: str = "mrr@10") -> StudySummary |
         return None
     try:
         everything = pd.read_csv(study_dir / "results.csv")
-        sweep = json.loads((study_dir / "sweep.json").read_text()) if (study_dir / "sweep.json").is_file() else {}
+        sweep = _sweep_record(study_dir)
         multi_step = "step" in everything and everything.step.nunique() > 1
         tables = {name: _read_table(out / f"{name}.csv") for name in ("accuracy", "gains", "slopes")}
         # along training, collapses and curves exist only for a study with several evaluated steps
@@ -220,6 +220,12 @@ def _read_table(path: Path) -> pd.DataFrame | None:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:  # an empty table (no columns) is written as a bare newline
         return pd.DataFrame()
+
+
+def _sweep_record(sweep_dir: Path) -> dict:
+    """sweep.json (config, versions, commit); {} for a sweep that has none."""
+    file = Path(sweep_dir) / "sweep.json"
+    return json.loads(file.read_text()) if file.is_file() else {}
 
 
 def _task(sweep: dict) -> str:
