@@ -227,7 +227,9 @@ def cmd_analyse(args) -> None:
 
 def cmd_publish(args) -> None:
     from optical_core.study.summary import publish_sweep, write_analysis
-    from optical_core.study.sweep import grid_cells, load_sweep_config, write_results
+    from optical_core.study.grid import grid_cells
+    from optical_core.study.results import write_results
+    from optical_core.study.sweep import load_sweep_config
 
     sweep, dest = existing_sweep(args.sweep), Path(args.dest)
     if args.config:

@@ -8,15 +8,9 @@ import pytest
 
 from optical_core.study.analysis import gain_table, ols_slope, scaling_slopes, verdict
 from optical_core.study.summary import analyse_sweep
-from optical_core.study.sweep import (
-    LOCKS,
-    cell_status,
-    grid_cells,
-    load_sweep_config,
-    run_sweep,
-    with_budget,
-    write_results,
-)
+from optical_core.study.grid import cell_status, grid_cells
+from optical_core.study.results import write_results
+from optical_core.study.sweep import LOCKS, load_sweep_config, run_sweep, with_budget
 
 from .conftest import PROJECT
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from optical_core.store.checkpoints import MANIFEST, read_manifest, read_train_log
 from optical_core.study.analysis import accuracy_table
-from optical_core.study.sweep import collect_results, final_results
+from optical_core.study.results import collect_results, final_results
 
 OT_SETTINGS = ("cost", "reg", "reg_scale", "ot_form", "marginals", "plan_gradient", "kd_weight", "sinkhorn_iters")
 

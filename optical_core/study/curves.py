@@ -132,7 +132,7 @@ def compare_sweeps(dir_a: Path | str, dir_b: Path | str, metric: str = "mrr@10",
     difference over queries with its p-value, and the rank correlation of the two per-query score lists."""
     from scipy import stats
 
-    from optical_core.study.sweep import collect_results
+    from optical_core.study.results import collect_results
 
     dir_a, dir_b = Path(dir_a), Path(dir_b)
     key = ["cell_id", "step"]

@@ -16,7 +16,7 @@ import pandas as pd
 from optical_core.plots import export_figure, learning_curve_figure
 from optical_core.store.atomic import atomic_write_text
 from optical_core.study.curves import curve_table, method_difference_table, versus_start_table
-from optical_core.study.sweep import collect_results
+from optical_core.study.results import collect_results
 
 
 def _fmt(x: float, digits: int = 3) -> str:

@@ -25,7 +25,7 @@ from optical_core.study.analysis import (
 )
 from optical_core.study.curves import collapse_counts, curve_table, method_difference_table, versus_start_table
 from optical_core.study.report import regime_summary, write_curve_report
-from optical_core.study.sweep import final_results
+from optical_core.study.results import final_results
 
 
 @dataclass

@@ -8,7 +8,6 @@ failed cell leaves `failed.json` with its error; the sweep goes on and a rerun r
 
 from __future__ import annotations
 
-import io
 import json
 import time
 import tomllib
@@ -38,9 +37,11 @@ from optical_core.settings import (
     from_mapping,
     setting_field,
 )
-from optical_core.store.atomic import atomic_write_bytes, atomic_write_text
+from optical_core.store.atomic import atomic_write_text
 from optical_core.store.checkpoints import MANIFEST, MANIFEST_FORMAT, upgrade_format_1
 from optical_core.store.locks import LockHeld, file_lock
+from optical_core.study.grid import Cell, cell_status, grid_cells
+from optical_core.study.results import write_results
 from optical_core.store.provenance import (
     device_description,
     git_commit,
@@ -72,50 +73,6 @@ def load_sweep_config(path: Path | str) -> SweepConfig:
         return from_mapping(SweepConfig, raw, "config")
     except SettingsError as err:
         raise SettingsError(f"{path}: {err}") from None
-
-
-@dataclass(frozen=True)
-class Cell:
-    lang: str
-    family: str  # a student family, or "baseline"
-    method: str  # kd, ot, untrained, or a baseline system
-    layers: int = 0
-    seed: int = 0
-    init_path: str | None = None
-
-    @property
-    def id(self) -> str:
-        if self.family == "baseline":
-            return f"{self.lang}-baseline-{self.method}"
-        if self.method == "untrained":
-            return f"{self.lang}-{self.family}-L{self.layers}-untrained"
-        return f"{self.lang}-{self.family}-L{self.layers}-{self.method}-s{self.seed}"
-
-
-def grid_cells(config: SweepConfig) -> list[Cell]:
-    """All cells, grouped by language so that each language's teacher outputs are computed once."""
-    cells: list[Cell] = []
-    langs = list(dict.fromkeys(lang for g in config.grids for lang in g.langs))
-    for lang in langs:
-        cells += [Cell(lang, "baseline", system) for system in config.baselines]
-        for g in config.grids:
-            if lang not in g.langs:
-                continue
-            for layers in g.sizes:
-                if "untrained" in g.methods:
-                    cells.append(Cell(lang, g.family, "untrained", layers, init_path=g.init_path))
-                for seed in g.seeds:
-                    cells += [Cell(lang, g.family, m, layers, seed, g.init_path) for m in g.methods if m != "untrained"]
-    return list(dict.fromkeys(cells))
-
-
-def cell_status(out_dir: Path, cell: Cell) -> str:
-    d = out_dir / "cells" / cell.id
-    if (d / "result.json").is_file():
-        return "done"
-    if (d / "failed.json").is_file():
-        return "failed"
-    return "missing"
 
 
 def train_config_for(cell: Cell, config: SweepConfig) -> TrainConfig:
@@ -313,55 +270,6 @@ def _dispatch_submitit(cells: list[Cell], config: SweepConfig, out_dir: Path) ->
             job.result()
         except Exception:
             pass  # the cell's own failed.json (or its absence) tells; results are collected from disk
-
-
-CELL_COLUMNS = ("cell_id", "lang", "family", "method", "layers", "seed", "params_total", "params_non_embedding",
-                "vocab_size", "wall_time_s", "train_wall_time_s", "eval_time_s", "precision", "final_loss")
-STEP_COLUMNS = ("step", "task", "n_queries", "per_query_file", "query_cosine", "collapsed", "plan_sharpness",
-                "identical_share", "identical_chance")
-
-
-def collect_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.DataFrame:
-    """Tidy table: one row per finished cell, evaluation step, task and metric. `final` marks each cell's
-    last step on its sweep's task (the rows the gain analysis reads). Records from before learning curves
-    hold one evaluation (their last step)."""
-    out_dir = Path(out_dir)
-    records = [json.loads(p.read_text()) for p in sorted((out_dir / "cells").glob("*/result.json"))]
-    if cells is not None:
-        wanted = {c.id for c in cells}
-        records = [r for r in records if r["cell_id"] in wanted]
-    rows = []
-    for r in records:
-        base = {k: r.get(k) for k in CELL_COLUMNS}
-        task = r.get("task", "headline")  # the oldest records name no task: theirs was the headline task
-        oldest = dict(step=r.get("train_steps", 0), task=task, means=r["means"], n_queries=r.get("n_queries"),
-                      per_query_file=r.get("per_query_file"))
-        evaluations = r.get("evaluations") or [oldest]
-        last = max(e["step"] for e in evaluations)
-        for e in evaluations:
-            step = {k: e.get(k) for k in STEP_COLUMNS}
-            final = e["step"] == last and e["task"] == task
-            rows += [dict(base, **step, final=final, metric=m, value=v) for m, v in e["means"].items()]
-    return pd.DataFrame(rows)
-
-
-def final_results(results: pd.DataFrame) -> pd.DataFrame:
-    """Each cell's last step on its sweep's task: one value per cell and metric."""
-    return results[results["final"].astype(bool)] if "final" in results else results
-
-
-def write_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.DataFrame:
-    out_dir = Path(out_dir)
-    table = collect_results(out_dir, cells)
-    buffer = io.BytesIO()
-    table.to_parquet(buffer, index=False)  # serialise both before writing either: the pair stays consistent
-    atomic_write_text(out_dir / "results.csv", table.to_csv(index=False))
-    atomic_write_bytes(out_dir / "results.parquet", buffer.getvalue())
-    failed = [c.id for c in (cells or []) if cell_status(out_dir, c) == "failed"]
-    atomic_write_text(out_dir / "status.json", json.dumps(
-        {"cells": len(cells or []), "done": int(table["cell_id"].nunique()) if len(table) else 0,
-         "failed": failed, "written": utc_now()}, indent=2))
-    return table
 
 
 def with_budget(config: SweepConfig, **changes) -> SweepConfig:

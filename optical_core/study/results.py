@@ -1,0 +1,65 @@
+"""A study's results table: one tidy row per finished cell, evaluation step, task and metric, read from the
+cells' result.json records (results.csv and results.parquet). No torch here: reading a study never trains."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from optical_core.store.atomic import atomic_write_bytes, atomic_write_text
+from optical_core.store.provenance import utc_now
+from optical_core.study.grid import Cell, cell_status
+
+
+CELL_COLUMNS = ("cell_id", "lang", "family", "method", "layers", "seed", "params_total", "params_non_embedding",
+                "vocab_size", "wall_time_s", "train_wall_time_s", "eval_time_s", "precision", "final_loss")
+STEP_COLUMNS = ("step", "task", "n_queries", "per_query_file", "query_cosine", "collapsed", "plan_sharpness",
+                "identical_share", "identical_chance")
+
+
+def collect_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.DataFrame:
+    """Tidy table: one row per finished cell, evaluation step, task and metric. `final` marks each cell's
+    last step on its sweep's task (the rows the gain analysis reads). Records from before learning curves
+    hold one evaluation (their last step)."""
+    out_dir = Path(out_dir)
+    records = [json.loads(p.read_text()) for p in sorted((out_dir / "cells").glob("*/result.json"))]
+    if cells is not None:
+        wanted = {c.id for c in cells}
+        records = [r for r in records if r["cell_id"] in wanted]
+    rows = []
+    for r in records:
+        base = {k: r.get(k) for k in CELL_COLUMNS}
+        task = r.get("task", "headline")  # the oldest records name no task: theirs was the headline task
+        oldest = dict(step=r.get("train_steps", 0), task=task, means=r["means"], n_queries=r.get("n_queries"),
+                      per_query_file=r.get("per_query_file"))
+        evaluations = r.get("evaluations") or [oldest]
+        last = max(e["step"] for e in evaluations)
+        for e in evaluations:
+            step = {k: e.get(k) for k in STEP_COLUMNS}
+            final = e["step"] == last and e["task"] == task
+            rows += [dict(base, **step, final=final, metric=m, value=v) for m, v in e["means"].items()]
+    return pd.DataFrame(rows)
+
+
+def final_results(results: pd.DataFrame) -> pd.DataFrame:
+    """Each cell's last step on its sweep's task: one value per cell and metric."""
+    return results[results["final"].astype(bool)] if "final" in results else results
+
+
+def write_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.DataFrame:
+    out_dir = Path(out_dir)
+    table = collect_results(out_dir, cells)
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)  # serialise both before writing either: the pair stays consistent
+    atomic_write_text(out_dir / "results.csv", table.to_csv(index=False))
+    atomic_write_bytes(out_dir / "results.parquet", buffer.getvalue())
+    failed = [c.id for c in (cells or []) if cell_status(out_dir, c) == "failed"]
+    atomic_write_text(out_dir / "status.json", json.dumps(
+        {"cells": len(cells or []), "done": int(table["cell_id"].nunique()) if len(table) else 0,
+         "failed": failed, "written": utc_now()}, indent=2))
+    return table
+
+
