@@ -9,7 +9,6 @@ sweep      run a grid from a TOML config (resumable), then write the results tab
 analyse    gains, slopes and the verdict from a finished sweep
 publish    copy a sweep's results, manifests and analysis (no weights) into the repo's results/
 report     learning curves of a sweep: each method vs its start and vs KD, collapse flags, measured cost
-ablation   OT variants (one sweep each) beside a reference sweep's KD, OT and untrained cells
 export     a checkpoint as a sentence-transformers model directory
 parity     KD trained by our trainer and by sentence-transformers' (same start, batches, optimiser), both scored
 compare    the same cells of two sweeps (e.g. bf16 vs float32): both values per step, paired difference, p
@@ -247,18 +246,6 @@ def cmd_report(args) -> None:
                              metric=known_metric(args.metric)))
 
 
-def cmd_ablation(args) -> None:
-    from optical_core.store.atomic import atomic_write_text
-    from optical_core.study.ablation import ablation_table
-
-    layers = int(args.size.lstrip("L"))
-    table = ablation_table(args.reference, args.variants, args.family, layers, args.lang, args.metric)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(args.out), table.to_csv(index=False))
-    _print_table(table.drop(columns=["sweep"]).round(4))
-
-
 def cmd_download(args) -> None:
     from optical_core.data.corpora import download_corpora
 
@@ -355,16 +342,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="directory for tables, figures and report.md (default: SWEEP/analysis)")
     p.add_argument("--metric", default="mrr@10")
     p.set_defaults(func=cmd_report)
-
-    p = sub.add_parser("ablation", help="OT variants (one sweep each) beside a reference sweep's KD/OT cells")
-    p.add_argument("--reference", required=True, help="sweep with the KD, default-OT and untrained cells")
-    p.add_argument("--variants", nargs="+", required=True, help="one sweep directory per OT variant")
-    p.add_argument("--family", default="me5")
-    p.add_argument("--size", default="L2")
-    p.add_argument("--lang", default="swa")
-    p.add_argument("--metric", default="mrr@10")
-    p.add_argument("--out", default=None, help="write the table as CSV here")
-    p.set_defaults(func=cmd_ablation)
 
     p = sub.add_parser("export", help="a checkpoint as a sentence-transformers model directory")
     p.add_argument("checkpoint", help="an optical checkpoint directory")

@@ -28,7 +28,7 @@ def app_env(tmp_path_factory, quick_sweep, tiny_checkpoint, teacher):
     (broken / "config.json").unlink()
     hostile = {  # each is listed as unreadable; every page that lists checkpoints must keep working
         "nested": lambda d: (d / "manifest.json").write_text('{"a": ' * 100_000 + "1" + "}" * 100_000),
-        "wrongtype": lambda d: (d / "manifest.json").write_text('{"name": "x", "config": "me5"}'),
+        "wrongtype": lambda d: (d / "manifest.json").write_text('{"format": 2, "name": "x", "config": "me5"}'),
         "bomb": lambda d: (d / "config.json").write_text(
             (d / "config.json").read_text().replace('"num_hidden_layers": 1', '"num_hidden_layers": 10000')),
     }
@@ -103,12 +103,16 @@ def test_overview_opens_on_the_current_study_with_the_regime_first(app_env):
     assert not at.error
 
 
-def test_overview_marks_the_superseded_study(app_env):
+def test_overview_marks_a_superseded_study(app_env, quick_sweep, tmp_path, monkeypatch):
+    import optical_core.store.locations as locations
+
+    shutil.copytree(quick_sweep[0], tmp_path / "results" / "old")
+    (tmp_path / "results" / "old" / "SUPERSEDED").write_text("Superseded: a toy budget.\nmore\n")
+    monkeypatch.setattr(locations, "COMMITTED_STUDIES", tmp_path / "results")
     at = open_page()
-    at.selectbox[0].set_value("results/default (superseded)").run()
+    at.selectbox[0].set_value("results/old (superseded)").run()
     assert not at.exception
-    assert at.error and at.error[0].value.startswith("Superseded: a toy budget")
-    assert any("Toy-scale" in w.value for w in at.warning)
+    assert at.error and at.error[0].value == "Superseded: a toy budget."
 
 
 def test_scaling_page_has_figures_filters_and_downloads(app_env):
@@ -211,7 +215,7 @@ def test_checkpoints_page_lists_a_broken_checkpoint_and_keeps_working(app_env):
     at = open_page("pages/checkpoints.py")
     assert any("broken" in e.value and "config.json is missing" in e.value for e in at.error)
     for name, reason in [("nested", "not valid JSON"), ("bomb", "claims 10000 layers"),
-                         ("escape", "symbolic link"), ("wrongtype", "has no train_config")]:
+                         ("escape", "symbolic link"), ("wrongtype", "must be a table of settings")]:
         assert any(name in e.value and reason in e.value for e in at.error), (name, [e.value for e in at.error])
     app_names = ["bomb", "broken", "escape", "nested", "tiny-me5-kd", "tiny-me5-ot", "wrongtype"]
     # the app's folders first, every one readable or not, by name (sweep entries, "<sweep>/<cell>", follow)
@@ -285,13 +289,13 @@ def test_train_page_runs_a_tiny_training_to_a_saved_checkpoint(app_env):
 def test_study_list_has_current_studies_then_superseded_ones_then_sweeps(tmp_path, monkeypatch):
     import optical_core.store.locations as study
 
-    for d in ("results/default", "results/pilot", "results/sensitivity-x", "results/study", "results/ablation",
+    for d in ("results/default", "results/pilot", "results/sensitivity-x", "results/study", "results/archive",
               "runs/quick"):
         (tmp_path / d).mkdir(parents=True)
     for d in ("results/default", "results/pilot", "results/sensitivity-x", "results/study", "runs/quick"):
         (tmp_path / d / "results.csv").write_text("cell_id\n")
     (tmp_path / "results/default/SUPERSEDED").write_text("Superseded: toy budget.\nmore\n")
-    monkeypatch.setattr(study, "REFERENCE_RESULTS", tmp_path / "results" / "default")
+    monkeypatch.setattr(study, "COMMITTED_STUDIES", tmp_path / "results")
     monkeypatch.setenv("OPTICAL_RUNS", str(tmp_path / "runs"))
     assert list(study.study_dirs()) == ["results/study", "results/pilot", "results/sensitivity-x",
                                         "results/default (superseded)", "sweep runs/quick"]

@@ -140,6 +140,27 @@ def test_manifest_from_a_newer_format_is_refused(tiny_checkpoint, tmp_path):
         read_manifest(newer)
 
 
+def test_a_format_1_manifest_is_refused_in_one_line_not_upgraded(tiny_checkpoint, tmp_path):
+    """Format 1 (a flat train_config, no format field) was retired with the superseded first study."""
+    old = copy(tiny_checkpoint, tmp_path, "old")
+    manifest = json.loads((old / "manifest.json").read_text())
+    config = manifest.pop("config")
+    flat = {k: v for k, v in config.items() if k != "budget"} | config["budget"]
+    del manifest["format"], manifest["precision"]
+    (old / "manifest.json").write_text(json.dumps(manifest | {"train_config": flat}))
+    message = ("manifest format 1 (a flat train_config, from before typed manifests) is no longer read "
+               "(this app reads format 2): train the run again")
+    with pytest.raises(CheckpointError) as err:
+        read_manifest(old)
+    assert str(err.value) == message
+    (entry,) = list_checkpoints(tmp_path)
+    assert entry.manifest is None and entry.error == message
+    manifest["format"] = "2"  # not an int: neither newer nor format 2
+    (old / "manifest.json").write_text(json.dumps(manifest | {"config": config}))
+    with pytest.raises(CheckpointError, match=r"^manifest format '2' is not one this app reads \(2\)$"):
+        read_manifest(old)
+
+
 def test_a_plain_directory_is_listed_with_its_error(tmp_path):
     (tmp_path / "notes").mkdir()
     (entry,) = list_checkpoints(tmp_path)

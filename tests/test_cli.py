@@ -2,6 +2,7 @@
 kind of bad input; argparse's own usage errors also exit 2. Commands run in-process through `cli.main(argv)`;
 one test runs the real `python -m optical_core` process."""
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -13,7 +14,7 @@ from optical_core.cli import main
 from .conftest import PROJECT, write
 
 COMMANDS = ["students", "tokenizers", "data", "train", "evaluate", "sweep", "analyse", "publish", "report",
-            "ablation", "export", "parity", "compare", "download-data"]
+            "export", "parity", "compare", "download-data"]
 GRID = '[[grid]]\nfamily = "minilm"\nsizes = [1]\nlangs = ["hau"]\n'
 
 
@@ -187,12 +188,6 @@ def test_a_language_without_data_is_one_line(capsys):
 # --- sweeps that do not exist ---------------------------------------------------------------------------------
 
 
-def test_ablation_of_a_sweep_that_does_not_exist(tmp_path, capsys):
-    missing = tmp_path / "no-such-sweep"
-    assert_error(run(["ablation", "--reference", missing, "--variants", tmp_path / "other"], capsys),
-                 f"{missing} has no finished cells")
-
-
 @pytest.mark.parametrize("argv", [["analyse", "--sweep", "{missing}"],
                                   ["report", "--sweep", "{missing}", "--out", "{tmp}/report"],
                                   ["publish", "--sweep", "{missing}", "--dest", "{tmp}/published"],
@@ -201,6 +196,18 @@ def test_a_sweep_that_does_not_exist_is_one_line(tmp_path, capsys, argv):
     missing = tmp_path / "no-such-sweep"
     code, _, err = run([a.format(missing=missing, tmp=tmp_path) for a in argv], capsys)
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and str(missing) in err
+
+
+def test_a_record_in_the_retired_format_is_one_line(tmp_path, capsys):
+    """A result.json from before learning curves (the archived first study's) is refused, not read as one step."""
+    cell = "swa-me5-L2-ot-s0"
+    (tmp_path / "old" / "cells" / cell).mkdir(parents=True)
+    shutil.copy(PROJECT / "results" / "archive" / "default" / "cells" / cell / "result.json",
+                tmp_path / "old" / "cells" / cell)
+    record = tmp_path / "old" / "cells" / cell / "result.json"
+    assert_error(run(["compare", tmp_path / "old", PROJECT / "results" / "pilot"], capsys),
+                 f"{record}: a record from before learning curves (no evaluations or task) is no longer read: "
+                 "run the cell again")
 
 
 def test_analyse_with_an_unknown_metric_is_one_line(capsys):

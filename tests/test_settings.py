@@ -134,17 +134,6 @@ def test_a_failing_run_prints_no_progress_bar_before_its_error(monkeypatch, caps
     assert len(visible) == 1 and visible[0].startswith("error: loss became nan at step 1"), err
 
 
-def test_format_1_manifests_are_read_as_a_typed_config():
-    """The committed reference study's manifests (format 1, a flat dict) read back as a TrainConfig."""
-    manifest = read_manifest(PROJECT / "results" / "default" / "cells" / "swa-me5-L2-ot-s0")
-    assert isinstance(manifest.config, TrainConfig)
-    assert manifest.config.budget == Budget(n_pairs=384, epochs=2, batch_size=32, max_length=48)
-    assert manifest.loss == LossConfig(method="ot", sinkhorn_iters=50)
-    # runs from before closed-form heads started from a random projection: the upgrade says so
-    assert manifest.student == StudentSpec("me5", 2, head_init="random") and manifest.method == "ot"
-    assert manifest.seed == 0 and manifest.precision == "float32"
-
-
 def test_manifest_round_trip_keeps_the_config_type(tiny_checkpoint):
     manifest = read_manifest(tiny_checkpoint)
     again = RunManifest.from_dict(json.loads(manifest.to_json()))

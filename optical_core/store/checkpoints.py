@@ -31,20 +31,14 @@ from optical_core.models.encoders import (
     load_backbone,
     load_tokenizer,
 )
-from optical_core.settings import (
-    Budget,
-    LossConfig,
-    StudentSpec,
-    TrainConfig,
-    from_mapping,
-)
+from optical_core.settings import Budget, LossConfig, StudentSpec, TrainConfig, from_mapping
 from optical_core.store.atomic import atomic_write_text
 from optical_core.store.locks import LockHeld, file_lock
 
 LOCK = ".lock"  # taken while a checkpoint is swapped in, and while interrupted swaps are repaired
 MANIFEST = "manifest.json"
 MANIFEST_MAX_BYTES = 1_000_000  # a real manifest is ~3 kB; anything this large is not one
-MANIFEST_FORMAT = 2  # 2: the config is a nested TrainConfig (1: a flat dict)
+MANIFEST_FORMAT = 2  # 2: the config is a nested TrainConfig (1, a flat dict, is no longer read)
 PROJECTION = "projection.safetensors"
 TRAIN_LOG = "train_log.jsonl"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -100,18 +94,18 @@ class RunManifest:
     def from_dict(d: dict) -> "RunManifest":
         if not isinstance(d, dict):
             raise CheckpointError("manifest.json is not a JSON object")
-        fmt = d.get("format", 1)
-        if not isinstance(fmt, int) or fmt > MANIFEST_FORMAT:
+        fmt = d.get("format", 1)  # format 1 wrote no format field
+        if isinstance(fmt, int) and fmt > MANIFEST_FORMAT:
             raise CheckpointError(f"manifest format {fmt} is newer than this app understands ({MANIFEST_FORMAT}); "
                                   "update optical to read it")
-        if fmt == 1:
-            d = upgrade_format_1(d)
+        if fmt == 1:  # retired with the superseded first study (results/archive/), its only user
+            raise CheckpointError(f"manifest format 1 (a flat train_config, from before typed manifests) is no longer "
+                                  f"read (this app reads format {MANIFEST_FORMAT}): train the run again")
+        if fmt != MANIFEST_FORMAT:
+            raise CheckpointError(f"manifest format {fmt!r} is not one this app reads ({MANIFEST_FORMAT})")
         known = RunManifest.__dataclass_fields__
         try:
             values = {k: v for k, v in d.items() if k in known}
-            student = (values.get("config") or {}).get("student")
-            if isinstance(student, dict) and "head_init" not in student:
-                student["head_init"] = "random"  # runs from before closed-form heads started from a random one
             values["config"] = from_mapping(TrainConfig, values.get("config"), "manifest config")
             return RunManifest(**values)
         except SettingsError as err:
@@ -121,7 +115,9 @@ class RunManifest:
 
 
 def upgrade_format_1(d: dict) -> dict:
-    """Format 1 kept the run's settings as one flat dict (`train_config`), budget fields at the top."""
+    """Format 1 kept the run's settings as one flat dict (`train_config`), budget fields at the top. No longer
+    called by read_manifest (it refuses format 1); kept only while study/sweep.py's `_recorded_settings` imports
+    it, and deleted with that function."""
     old = d.get("train_config")
     if not isinstance(old, dict):
         raise CheckpointError("manifest.json (format 1) has no train_config")

@@ -8,7 +8,7 @@ from pathlib import Path
 from optical_core.data.corpora import PROJECT_ROOT
 from optical_core.store.checkpoints import CheckpointEntry, list_checkpoints
 
-REFERENCE_RESULTS = PROJECT_ROOT / "results" / "default"
+COMMITTED_STUDIES = PROJECT_ROOT / "results"  # one folder per published study (archive/ holds no table)
 HEADLINE_STUDY = "study"  # results/study: the study that answers the question, listed (and opened) first
 
 
@@ -41,8 +41,8 @@ def study_dirs() -> dict[str, Path]:
     """Label -> directory of every study with a results table: current committed studies first (the headline
     study before the others), then superseded ones (labelled so), then sweeps under runs/."""
     found, old = {}, {}
-    committed = (sorted(REFERENCE_RESULTS.parent.iterdir(), key=lambda d: (d.name != HEADLINE_STUDY, d.name))
-                 if REFERENCE_RESULTS.parent.is_dir() else [])
+    committed = (sorted(COMMITTED_STUDIES.iterdir(), key=lambda d: (d.name != HEADLINE_STUDY, d.name))
+                 if COMMITTED_STUDIES.is_dir() else [])
     for d in committed:
         if (d / "results.csv").is_file():
             if superseded_reason(d):

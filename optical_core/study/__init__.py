@@ -1,1 +1,1 @@
-"""The scaling study: the sweep, its analysis, its summary and ablations."""
+"""The scaling study: the sweep, its analysis and its summary."""

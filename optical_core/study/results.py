@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from optical_core.errors import CheckpointError
 from optical_core.store.atomic import atomic_write_bytes, atomic_write_text
 from optical_core.store.provenance import utc_now
 from optical_core.study.grid import Cell, cell_status
@@ -22,24 +23,22 @@ STEP_COLUMNS = ("step", "task", "n_queries", "per_query_file", "query_cosine", "
 
 def collect_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.DataFrame:
     """Tidy table: one row per finished cell, evaluation step, task and metric. `final` marks each cell's
-    last step on its sweep's task (the rows the gain analysis reads). Records from before learning curves
-    hold one evaluation (their last step)."""
+    last step on its sweep's task (the rows the gain analysis reads)."""
     out_dir = Path(out_dir)
-    records = [json.loads(p.read_text()) for p in sorted((out_dir / "cells").glob("*/result.json"))]
+    records = [(p, json.loads(p.read_text())) for p in sorted((out_dir / "cells").glob("*/result.json"))]
     if cells is not None:
         wanted = {c.id for c in cells}
-        records = [r for r in records if r["cell_id"] in wanted]
+        records = [(p, r) for p, r in records if r["cell_id"] in wanted]
     rows = []
-    for r in records:
+    for path, r in records:
+        if "evaluations" not in r or "task" not in r:  # the superseded first study's format (results/archive/)
+            raise CheckpointError(f"{path}: a record from before learning curves (no evaluations or task) is no "
+                                  "longer read: run the cell again")
         base = {k: r.get(k) for k in CELL_COLUMNS}
-        task = r.get("task", "headline")  # the oldest records name no task: theirs was the headline task
-        oldest = dict(step=r.get("train_steps", 0), task=task, means=r["means"], n_queries=r.get("n_queries"),
-                      per_query_file=r.get("per_query_file"))
-        evaluations = r.get("evaluations") or [oldest]
-        last = max(e["step"] for e in evaluations)
-        for e in evaluations:
+        last = max(e["step"] for e in r["evaluations"])
+        for e in r["evaluations"]:
             step = {k: e.get(k) for k in STEP_COLUMNS}
-            final = e["step"] == last and e["task"] == task
+            final = e["step"] == last and e["task"] == r["task"]
             rows += [dict(base, **step, final=final, metric=m, value=v) for m, v in e["means"].items()]
     return pd.DataFrame(rows)
 
