@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from optical_core.errors import OpticalError
-from optical_core.settings import TASKS, Budget, TrainConfig, parse_text, setting_field
+from optical_core.settings import TASKS, Budget, EvalPlan, TrainConfig, parse_text, setting_field
 
 
 def _print_table(frame) -> None:
@@ -64,6 +64,14 @@ def add_settings(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None
             nargs = "+" if typing.get_origin(hints[f.name]) is tuple else None
             group.add_argument(flag, dest=dest, default=argparse.SUPPRESS, nargs=nargs, help=help_text,
                                metavar=f.name.upper())
+
+
+def given_settings(cls, args: argparse.Namespace, prefix: str = "") -> dict:
+    """Only the fields of `cls` given on the command line (to change a config's values, not replace them)."""
+    hints = typing.get_type_hints(cls)
+    values = {f.name: getattr(settings_from_args(cls, args, prefix), f.name) for f in fields(cls)
+              if not is_dataclass(hints[f.name]) and prefix + f.name in vars(args)}
+    return values
 
 
 def settings_from_args(cls, args: argparse.Namespace, prefix: str = ""):
@@ -117,12 +125,16 @@ def cmd_data(args) -> None:
 
 def cmd_train(args) -> None:
     from optical_core.distil.run import default_run_name, train_and_save
+    from optical_core.evaluate.evaluator import RunEvaluator
+    from optical_core.evaluate.scoring import record_evaluation
+    from optical_core.models.encoders import load_teacher
     from optical_core.store.checkpoints import checkpoint_path
-    from optical_core.evaluate.scoring import evaluate_checkpoint
 
-    config = settings_from_args(TrainConfig, args)
+    config, plan = settings_from_args(TrainConfig, args), settings_from_args(EvalPlan, args)
     name = args.name or default_run_name(config)
     checkpoint_path(args.out, name)  # refuse a bad name before the progress bar opens
+    teacher = load_teacher()
+    evaluator = None if args.no_eval else RunEvaluator(teacher, config.lang, plan, config.budget.max_length)
     with progress_bar(desc=name, unit="step") as bar:
 
         def on_step(log):
@@ -130,11 +142,17 @@ def cmd_train(args) -> None:
             bar.set_postfix(loss=f"{log.loss:.4f}")
             bar.update(1)
 
-        path = train_and_save(config, args.out, name, on_step=on_step)
+        path = train_and_save(config, args.out, name, teacher=teacher, on_step=on_step, evaluator=evaluator)
     print(f"checkpoint: {path}")
-    if not args.no_eval:
-        scores = evaluate_checkpoint(path)
-        print(scores.drop(columns="qid").mean().round(4).to_string())
+    if evaluator:
+        import pandas as pd
+
+        curve = pd.DataFrame([dict(step=r.step, task=r.task, **r.scores.drop(columns="qid").mean().round(4))
+                              for r in evaluator.records])
+        curve.to_csv(path / "curve.csv", index=False)
+        record_evaluation(path, plan.task, config.lang, evaluator.selected(plan.task).scores)
+        print(f"scored at steps {', '.join(map(str, sorted(set(curve.step))))} (step 0: the start; curve.csv):")
+        _print_table(curve)
 
 
 def cmd_evaluate(args) -> None:
@@ -172,12 +190,14 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_sweep(args) -> None:
-    from optical_core.study.sweep import load_sweep_config, run_sweep, with_budget
+    from dataclasses import replace
+
+    from optical_core.settings import load_sweep_config
+    from optical_core.study.sweep import run_sweep
 
     config = load_sweep_config(args.config)
-    if args.pairs is not None:
-        config = with_budget(config, n_pairs=parse_text(args.pairs, setting_field(Budget, "n_pairs"), int | None,
-                                                        "Budget.n_pairs (--pairs)"))
+    run = replace(config.run, budget=replace(config.run.budget, **given_settings(Budget, args, "budget.")))
+    config = replace(config, run=run, eval=replace(config.eval, **given_settings(EvalPlan, args)))
     out = Path(args.out or Path("runs") / config.name)
     with progress_bar(desc=config.name, unit="cell") as bar:
 
@@ -190,7 +210,7 @@ def cmd_sweep(args) -> None:
                 if status != "done":
                     tqdm.write(f"{cell.id}: {status}")
 
-        run_sweep(config, out, on_cell=on_cell, executor=args.executor)
+        run_sweep(config, out, on_cell=on_cell)
     status = json.loads((out / "status.json").read_text())
     print(f"{status['done']} of {status['cells']} cells done, {len(status['failed'])} failed; results in {out}")
 
@@ -216,19 +236,20 @@ def known_metric(metric: str) -> str:
 
 
 def cmd_analyse(args) -> None:
+    from optical_core.study.publish import export_analysis
     from optical_core.study.summary import analyse_sweep
 
-    summary = analyse_sweep(existing_sweep(args.sweep), metric=known_metric(args.metric),
-                            export_to=Path(args.export) if args.export else None)
+    sweep, metric = existing_sweep(args.sweep), known_metric(args.metric)
+    summary = export_analysis(sweep, Path(args.export), metric) if args.export else analyse_sweep(sweep, metric)
     print(summary.verdict)
     _print_table(summary.slopes.round(4))
 
 
 def cmd_publish(args) -> None:
-    from optical_core.study.summary import publish_sweep, write_analysis
     from optical_core.study.grid import grid_cells
+    from optical_core.study.publish import publish_sweep, write_analysis
     from optical_core.study.results import write_results
-    from optical_core.study.sweep import load_sweep_config
+    from optical_core.settings import load_sweep_config
 
     sweep, dest = existing_sweep(args.sweep), Path(args.dest)
     if args.config:
@@ -305,9 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="distil one student",
                        description="Distil one student. Every setting below is a field of optical_core.settings.")
     add_settings(p, TrainConfig)
+    add_settings(p, EvalPlan)
     p.add_argument("--name", default=None, help="checkpoint name (default: lang-family-size-method-seed)")
     p.add_argument("--out", default="checkpoints", help="checkpoint root directory")
-    p.add_argument("--no-eval", action="store_true", help="skip scoring on the NTREX headline task")
+    p.add_argument("--no-eval", action="store_true", help="score nothing (no learning curve, no final score)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score a checkpoint and the baselines")
@@ -318,11 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("sweep", help="run a grid")
+    p = sub.add_parser("sweep", help="run a grid",
+                       description="Run a grid from a TOML config (resumable). The budget and evaluation options "
+                                   "below change the config's values (each is a field of optical_core.settings).")
     p.add_argument("--config", required=True)
     p.add_argument("--out", default=None)
-    p.add_argument("--pairs", default=None, help="override the budget's pair count (Budget.n_pairs)")
-    p.add_argument("--executor", default="local", choices=["local", "submitit"])
+    add_settings(p, Budget, "budget.")
+    add_settings(p, EvalPlan)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("analyse", help="gains, slopes and verdict of a sweep")

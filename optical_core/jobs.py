@@ -17,10 +17,10 @@ from pathlib import Path
 from optical_core.distil.run import default_run_name, train_and_save
 from optical_core.distil.train import StepLog
 from optical_core.errors import TrainingCancelled
-from optical_core.evaluate.curves import CurveEvaluator
+from optical_core.evaluate.evaluator import RunEvaluator
 from optical_core.evaluate.scoring import record_evaluation
 from optical_core.models.encoders import load_teacher
-from optical_core.settings import TrainConfig
+from optical_core.settings import EvalPlan, TrainConfig
 
 TASK = "headline"  # what the app scores a run on
 
@@ -84,19 +84,16 @@ class JobManager:
 
         try:
             teacher = teacher or load_teacher()
-            on_eval = None
+            evaluator = None
             if evaluate:  # scored in memory at the start and along training: no reload, documents cached
-                evaluator = CurveEvaluator(teacher, job.config.lang, (TASK,))
-                last = {}
-
-                def on_eval(step, model):
-                    last["scores"] = evaluator.score(step, model, TASK).scores
-                    job.curve.append((step, last["scores"].drop(columns="qid").mean().to_dict()))
-
+                evaluator = RunEvaluator(teacher, job.config.lang, EvalPlan(tasks=(TASK,), task=TASK),
+                                         job.config.budget.max_length, record_plans=False,
+                                         on_record=lambda r: job.curve.append(
+                                             (r.step, r.scores.drop(columns="qid").mean().to_dict())))
             job.checkpoint = train_and_save(job.config, self.root, job.name, teacher=teacher, on_step=on_step,
-                                            should_stop=job.cancel_event.is_set, on_eval=on_eval)
+                                            should_stop=job.cancel_event.is_set, evaluator=evaluator)
             if evaluate:
-                record_evaluation(job.checkpoint, TASK, job.config.lang, last["scores"])
+                record_evaluation(job.checkpoint, TASK, job.config.lang, evaluator.selected(TASK).scores)
                 job.metrics = job.curve[-1][1]
             job.status = "done"
         except TrainingCancelled:

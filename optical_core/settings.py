@@ -31,9 +31,13 @@ PROJECTIONS = ("auto", "always", "never")
 HEAD_INITS = ("ridge", "procrustes", "random")
 OT_FORMS = ("transport_cost", "sinkhorn_divergence")
 REG_SCALES = ("absolute", "relative")
-PRECISIONS = ("auto", "float32", "bf16")
+FULL_PRECISION = "float32"  # the default of training and of evaluation; bf16 is a recorded choice
+PRECISIONS = ("auto", FULL_PRECISION, "bf16")
+EVAL_PRECISIONS = (FULL_PRECISION, "bf16")
+SCHEDULES = ("linear", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TASKS = ("headline", "siblings")
+EVAL_TASKS = TASKS + ("dev",)  # dev: the MAFAND dev collection, where settings (and stopping steps) are chosen
 BASELINE_SYSTEMS = ("oracle", "bm25", "teacher-raw", "me5")
 SWEEP_METHODS = METHODS + ("untrained",)
 
@@ -41,6 +45,7 @@ SWEEP_METHODS = METHODS + ("untrained",)
 HEADLINE_METRICS = ("mrr@10", "ndcg@10", "recall@1", "recall@5", "recall@10")
 SIBLING_METRICS = HEADLINE_METRICS + ("recall@100", "map")
 TASK_METRICS = {"headline": HEADLINE_METRICS, "siblings": SIBLING_METRICS, "dev": HEADLINE_METRICS}
+PRIMARY_METRIC = HEADLINE_METRICS[0]  # the study's headline metric (MRR@10); the stopping rule watches it too
 # A student whose query embeddings have a mean pairwise cosine above this ranks every query almost alike:
 # the teacher's own headline queries sit near 0.1; random-head me5 students (at chance) at 0.75-0.84; an
 # OT student that collapsed at 0.997 (../shared/FIELD_NOTES.md). 0.9 sits between trained and collapsed.
@@ -66,6 +71,13 @@ def setting(default, help: str, *, choices: tuple | None = None, low: float | No
     if is_dataclass(default):
         return field(default_factory=lambda: default, metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+def same_setting(cls, name: str, **changes) -> Field:
+    """A field defined like `cls`'s field `name` (its default, help and allowed values), for a dataclass that
+    sets the same thing in another place (a grid block sets a student's family): one definition, two uses."""
+    f = setting_field(cls, name)
+    return setting(default_of(f), **dict(dict(f.metadata), **changes))
 
 
 def parse_size(text: str) -> int:
@@ -311,17 +323,12 @@ class Budget:
     weight_decay: float = setting(0.01, "AdamW weight decay", low=0.0, high=1.0)
     bucket_by_length: bool = setting(False, "batch pairs of similar source length together (less padding, faster "
                                      "steps; changes which pairs share a batch)")
-    eval_steps: tuple[int, ...] = setting((0, 25, 50, 100, 200, 400, 800, 1600, 3200, 6400),
-                                          "steps at which a sweep cell is evaluated (the learning curve; steps "
-                                          "past the run's end are dropped, its last step is always evaluated)",
-                                          low=0, high=10_000_000, allow_empty=True)
+    schedule: str = setting("linear", "learning rate after the warm-up: linear (decays to 0 at the last step) or "
+                            "constant (for runs stopped on the dev set, where the last step is not known in advance)",
+                            choices=SCHEDULES)
 
     def __post_init__(self):
         check(self)
-
-    def evaluation_steps(self, total_steps: int) -> tuple[int, ...]:
-        """The learning curve's steps for a run of `total_steps`: the schedule up to it, and the last step."""
-        return tuple(sorted({s for s in self.eval_steps if s <= total_steps} | {total_steps}))
 
     @property
     def steps(self) -> int | None:
@@ -341,6 +348,54 @@ DEMO_BUDGET = Budget(n_pairs=128, batch_size=16, max_length=48)
 
 
 @dataclass(frozen=True)
+class EvalPlan:
+    """When a run is scored and on what: its learning curve, its final tasks, the transport plans it records,
+    and when it stops. The same plan serves a single run (`optical train --eval-steps ...`) and a sweep ([eval])."""
+
+    steps: tuple[int, ...] = setting((0, 25, 50, 100, 200, 400, 800, 1600, 3200, 6400),
+                                     "steps at which a run is scored (the learning curve; steps past the run's end "
+                                     "are dropped, its last step is always scored)", low=0, high=10_000_000,
+                                     allow_empty=True, flag="eval_steps")
+    every: int | None = setting(None, "also score every N steps (an interval beside `steps`; none = `steps` only)",
+                                low=1, high=10_000_000, flag="eval_every")
+    tasks: tuple[str, ...] = setting(("headline",), "tasks scored at every evaluation step", choices=EVAL_TASKS,
+                                     flag="eval_tasks")
+    final_tasks: tuple[str, ...] = setting((), "tasks scored at the selected (final) step only (e.g. siblings: 1,868 "
+                                           "queries)", choices=EVAL_TASKS, allow_empty=True)
+    task: str = setting("headline", "the task of each run's main row, read by the analysis at the selected step "
+                        "(dev: the MAFAND dev collection, for choosing settings)", choices=EVAL_TASKS,
+                        flag="eval_task")
+    precision: str = setting(FULL_PRECISION, "precision of the students' query encoding at evaluation (documents are "
+                             "the teacher's, cached in float32); bf16 ranks as float32 does: Spearman >= 0.9996 per "
+                             "query, |MRR@10 difference| <= 0.0014 (benchmarks, eval-precision)",
+                             choices=EVAL_PRECISIONS, flag="eval_precision")
+    stop_task: str | None = setting(None, "stop a run once its MRR@10 on this task (dev: never a test task) has not "
+                                    "improved for `patience` evaluations, and keep its best step's weights; none = "
+                                    "train the whole budget", choices=EVAL_TASKS)
+    patience: int = setting(3, "evaluations without improvement before a run with a stop_task stops", low=1,
+                            high=1000)
+    plan_steps: tuple[int, ...] = setting((0, 25), "evaluation steps at which the transport plans of "
+                                          "a fixed panel of sentence pairs are recorded (the selected step always)",
+                                          low=0, high=10_000_000, allow_empty=True)
+
+    def __post_init__(self):
+        check(self)
+        if self.stop_task is not None and self.stop_task not in self.tasks:
+            raise SettingsError(f"EvalPlan.stop_task = {self.stop_task!r}: a run can only stop on a task it is scored "
+                                f"on along training (tasks: {', '.join(self.tasks)})")
+
+    def steps_for(self, total_steps: int) -> tuple[int, ...]:
+        """The steps a run of at most `total_steps` is scored at: the schedule, the interval, and the last step."""
+        every = set(range(0, total_steps + 1, self.every)) if self.every else set()
+        return tuple(sorted({s for s in set(self.steps) | every if s <= total_steps} | {total_steps}))
+
+    @property
+    def all_tasks(self) -> tuple[str, ...]:
+        """Every task a run is scored on, the main task first."""
+        return tuple(dict.fromkeys((self.task,) + self.tasks + self.final_tasks))
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One run: a student, an objective, a budget, a language's bitext, a seed."""
 
@@ -351,7 +406,7 @@ class TrainConfig:
     budget: Budget = setting(Budget(), "the training budget")
     seed: int = setting(0, "random seed (initialisation, batch order)", low=0, high=2**31 - 1)
     device: str = setting("auto", "auto picks cuda, then mps, then cpu", choices=DEVICES)
-    precision: str = setting("float32", "the encoder's matmuls: float32, bf16 (autocast; OT, losses and the "
+    precision: str = setting(FULL_PRECISION, "the encoder's matmuls: float32, bf16 (autocast; OT, losses and the "
                              "optimiser stay float32) or auto (bf16 where the CPU or GPU supports it)",
                              choices=PRECISIONS)
 
@@ -376,13 +431,13 @@ class Variant:
 class GridSpec:
     """One block of a sweep: a family's sizes x languages x seeds x methods."""
 
-    family: str = setting("me5", "student family", choices=FAMILIES)
+    family: str = same_setting(StudentSpec, "family")
     sizes: tuple[int, ...] = setting((2,), "student sizes (first L layers)", low=1, high=48)
     langs: tuple[str, ...] = setting(("swa",), "languages", pattern=NAME_PATTERN)
     seeds: tuple[int, ...] = setting((0,), "seeds", low=0, high=2**31 - 1)
     methods: tuple[str, ...] = setting(METHODS, "objectives (kd, ot, a [[variant]] name), and 'untrained' for "
                                        "the initialisation", pattern=NAME_PATTERN)
-    init_path: str | None = setting(None, "local Hugging Face checkpoint directory (family hf)")
+    init_path: str | None = same_setting(StudentSpec, "init_path")
 
     def __post_init__(self):
         check(self)
@@ -390,31 +445,25 @@ class GridSpec:
             StudentSpec(self.family, layers, self.init_path)
 
 
+# What a sweep's grid sets in each cell's run: a [run] table that sets them too would be silently overridden.
+SET_BY_GRID = ("lang", "seed", "loss", "student.family", "student.layers", "student.init_path")
+
+
 @dataclass(frozen=True)
 class SweepConfig:
-    """A grid of runs with one budget and one OT configuration (configs/*.toml)."""
+    """A grid of runs: one run's settings as a template, an evaluation plan, and the grid (configs/*.toml)."""
 
     name: str = setting("sweep", "sweep name (its directory under runs/)", pattern=NAME_PATTERN)
+    description: str = setting("", "one line on what the sweep is for")
     grids: tuple[GridSpec, ...] = setting((GridSpec(),), "the [[grid]] blocks")
-    budget: Budget = setting(Budget(), "the training budget of every cell")
+    run: TrainConfig = setting(TrainConfig(), "every cell's run ([run], [run.budget], [run.student]); the grid sets "
+                               "its language, student family and size, seed and objective")
+    eval: EvalPlan = setting(EvalPlan(), "how every cell is scored ([eval])")
     ot: LossConfig = setting(LossConfig(method="ot"), "the OT objective of the 'ot' cells")
     variants: tuple[Variant, ...] = setting((), "further named objectives ([[variant]] tables)", allow_empty=True)
-    precision: str = setting("float32", "precision of every trained cell", choices=PRECISIONS)
-    eval_precision: str = setting("float32", "precision of the students' query encoding at evaluation (documents "
-                                  "are the teacher's, cached in float32); bf16 ranks as float32 does: Spearman "
-                                  ">= 0.9996 per query, |MRR@10 difference| <= 0.0014 (benchmarks, eval-precision)",
-                                  choices=("float32", "bf16"))
-    eval_tasks: tuple[str, ...] = setting(("headline",), "tasks every learning-curve step is scored on "
-                                          "(the final step is scored on `task` too)", choices=TASKS + ("dev",))
-    final_tasks: tuple[str, ...] = setting((), "tasks scored at each cell's last step only (e.g. siblings: 1,868 "
-                                           "queries)", choices=TASKS + ("dev",), allow_empty=True)
-    task: str = setting("headline", "task each cell's final step is scored on (dev: the MAFAND dev collection, "
-                        "for choosing settings)", choices=TASKS + ("dev",))
     baselines: tuple[str, ...] = setting(BASELINE_SYSTEMS, "baseline systems scored once per language",
                                          choices=BASELINE_SYSTEMS, allow_empty=True)
     keep_checkpoints: bool = setting(True, "keep each trained cell's weights (cells/<id>/checkpoint)")
-    device: str = setting("auto", "device of every cell", choices=DEVICES)
-    description: str = setting("", "one line on what the sweep is for")
 
     def __post_init__(self):
         check(self)
@@ -437,3 +486,35 @@ class SweepConfig:
         if method == "ot":
             return self.ot
         return next(v.loss for v in self.variants if v.name == method)
+
+
+def load_sweep_config(path) -> SweepConfig:
+    """A sweep config from TOML: every key is checked against the settings (unknown keys, types, ranges); the
+    `[[grid]]` tables become `SweepConfig.grids`, `[[variant]]` tables `variants`."""
+    import tomllib
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise SettingsError(f"{path}: cannot read sweep config ({err})") from None
+    raw.setdefault("name", path.stem)
+    if "grids" in raw or "variants" in raw:
+        raise SettingsError(f"{path}: write the grid blocks as [[grid]] tables and variants as [[variant]] tables")
+    if "grid" not in raw:
+        raise SettingsError(f"{path}: no [[grid]] table")
+    raw["grids"] = raw.pop("grid")
+    if "variant" in raw:
+        raw["variants"] = raw.pop("variant")
+    run = raw.get("run") if isinstance(raw.get("run"), dict) else {}
+    for key in SET_BY_GRID:
+        table, _, name = key.rpartition(".")
+        scope = run.get(table, {}) if table else run
+        if isinstance(scope, dict) and name in scope:
+            raise SettingsError(f"{path}: run.{key} is set by each [[grid]] block (and [ot] / [[variant]] for "
+                                "the objective), not in [run]")
+    try:
+        return from_mapping(SweepConfig, raw, "config")
+    except SettingsError as err:
+        raise SettingsError(f"{path}: {err}") from None

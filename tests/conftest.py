@@ -63,7 +63,8 @@ PROJECT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def quick_sweep(tmp_path_factory):
     """The `quick` grid, run end to end on CPU into a fresh directory."""
-    from optical_core.study.sweep import load_sweep_config, run_sweep
+    from optical_core.settings import load_sweep_config
+    from optical_core.study.sweep import run_sweep
 
     runs = tmp_path_factory.mktemp("runs")
     config = load_sweep_config(PROJECT / "configs" / "quick.toml")

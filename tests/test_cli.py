@@ -2,6 +2,7 @@
 kind of bad input; argparse's own usage errors also exit 2. Commands run in-process through `cli.main(argv)`;
 one test runs the real `python -m optical_core` process."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -97,14 +98,16 @@ def test_a_malformed_toml_config_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("[budget]\nlr = -1\n" + GRID, "config.budget.lr = -1.0: out of range, must be between 1e-08 and 1"),
+    ("[run.budget]\nlr = -1\n" + GRID, "config.run.budget.lr = -1.0: out of range, must be between 1e-08 and 1"),
     ('[[grid]]\nfamily = "gpt"\n', "config.grids[0].family = 'gpt': must be one of me5, minilm, hf"),
     ('[ot]\ncost = "l1"\n' + GRID, "config.ot.cost = 'l1': must be one of cosine, sqeuclidean"),
     ('name = "../up"\n' + GRID, "config.name = '../up': must be a plain name (letters, digits, '.', '_', '-')"),
-    ("[budget]\nlr = \"fast\"\n" + GRID, "config.budget.lr = 'fast': must be a number (between 1e-08 and 1)"),
-    ("batch = 3\n" + GRID, ("config: unknown setting batch (known: name, grids, budget, ot, variants, precision, "
-                            "eval_precision, eval_tasks, final_tasks, task, baselines, keep_checkpoints, device, "
-                            "description)")),
+    ("[run.budget]\nlr = \"fast\"\n" + GRID, "config.run.budget.lr = 'fast': must be a number (between 1e-08 and 1)"),
+    ("batch = 3\n" + GRID, ("config: unknown setting batch (known: name, description, grids, run, eval, ot, variants, "
+                            "baselines, keep_checkpoints)")),
+    ("[run]\nseed = 3\n" + GRID, "run.seed is set by each [[grid]] block (and [ot] / [[variant]] for the objective), not in [run]"),
+    ("[run.student]\nfamily = 'me5'\n" + GRID, "run.student.family is set by each [[grid]] block (and [ot] / [[variant]] for the objective), not in [run]"),
+    ("[eval]\nstop_task = 'dev'\n" + GRID, "config.eval.stop_task = 'dev': a run can only stop on a task it is scored on along training (tasks: headline)"),
     ('name = "t"\n', "no [[grid]] table"),
 ])
 def test_a_config_with_a_bad_value_is_one_line_naming_the_setting(tmp_path, capsys, text, message):
@@ -122,12 +125,12 @@ def test_a_bad_pair_count_override_is_one_line(tmp_path, capsys):
 
 
 def test_the_real_process_exits_2_with_one_line_and_no_traceback(tmp_path):
-    path = write(tmp_path / "config.toml", "[budget]\nlr = -1\n" + GRID)
+    path = write(tmp_path / "config.toml", "[run.budget]\nlr = -1\n" + GRID)
     done = subprocess.run([sys.executable, "-m", "optical_core", "sweep", "--config", str(path)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 2 and done.stdout == ""
     lines = [line for line in done.stderr.splitlines() if "Warning" not in line]  # library import warnings aside
-    assert lines == [f"error: {path}: config.budget.lr = -1.0: out of range, must be between 1e-08 and 1"]
+    assert lines == [f"error: {path}: config.run.budget.lr = -1.0: out of range, must be between 1e-08 and 1"]
     assert "Traceback" not in done.stderr
     unknown = subprocess.run([sys.executable, "-m", "optical_core", "nosuch"], capture_output=True, text=True,
                              timeout=120, check=False)
@@ -294,3 +297,48 @@ def test_train_a_two_step_student_then_export_it(tmp_path, capsys):
     assert (dest / "modules.json").is_file()
     assert_error(run(["export", root / "cli-run", dest], capsys),
                  f"{dest}: already exists and is not an empty folder (choose a new destination)")
+
+
+def test_train_scores_the_steps_it_is_given_and_records_its_head_init(tmp_path, capsys):
+    """`--eval-steps` is the run's EvalPlan: a 4-step run scored at 0, 2 and its last step; `--head-init` is the
+    student's, recorded in the manifest."""
+    import pandas as pd
+
+    from optical_core.store.checkpoints import read_manifest
+
+    root = tmp_path / "checkpoints"
+    code, out, _ = run(["train", "--family", "minilm", "--size", "L1", "--pairs", "16", "--batch-size", "4",
+                        "--max-length", "16", "--lang", "hau", "--device", "cpu", "--eval-steps", "0", "2",
+                        "--head-init", "procrustes", "--out", root, "--name", "curve-run"], capsys)
+    assert code == 0 and "scored at steps 0, 2, 4" in out
+    curve = pd.read_csv(root / "curve-run" / "curve.csv")
+    assert curve.step.tolist() == [0, 2, 4] and set(curve.task) == {"headline"}
+    assert curve["mrr@10"].between(0, 1).all() and curve["mrr@10"].nunique() > 1  # the student moved
+    assert read_manifest(root / "curve-run").config.student.head_init == "procrustes"
+
+
+def test_a_sweep_records_its_run_template_plans_and_top_documents(tmp_path, capsys):
+    """[run.student] head_init reaches each run's manifest; a trained cell records the panel's plans at its plan
+    steps and every query's top-10 documents at its selected step, readable without torch."""
+    from optical_core.study.records import read_plans, read_top_documents
+
+    path = write(tmp_path / "tiny.toml", 'name = "tiny"\nbaselines = []\nkeep_checkpoints = false\n'
+                 '[run.student]\nhead_init = "procrustes"\n[run.budget]\nn_pairs = 8\nbatch_size = 4\n'
+                 'max_length = 16\n[eval]\nsteps = [0]\nplan_steps = [0]\n' + GRID + 'methods = ["ot"]\n')
+    code, out, _ = run(["sweep", "--config", path, "--out", tmp_path / "sweep"], capsys)
+    assert code == 0 and "1 of 1 cells done, 0 failed" in out
+    cell = tmp_path / "sweep" / "cells" / "hau-minilm-L1-ot-s0"
+    manifest = json.loads((cell / "manifest.json").read_text())
+    assert manifest["config"]["student"]["head_init"] == "procrustes"
+    record = json.loads((cell / "result.json").read_text())
+    assert record["selected_step"] == 2 and record["stopped_early"] is False
+    plans = read_plans(cell)
+    assert plans.steps == [0, 2] and [p[0] for p in plans.pairs] == ["dev"] * 4 + ["headline"] * 4
+    for step in plans.steps:
+        for i in range(len(plans.pairs)):
+            p = plans.plan(step, i)
+            assert p.plan.shape == (len(p.lr_tokens), len(p.en_tokens)) == p.cost.shape
+            assert abs(p.plan.sum() - 1) < 1e-2  # a transport plan between two unit masses (float16)
+    assert not (plans.plan(0, 0).plan == plans.plan(2, 0).plan).all()  # two steps, two plans
+    top = read_top_documents(cell)
+    assert len(top) == 123 and all(len(docs) == 10 for docs in top.values())

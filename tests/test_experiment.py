@@ -10,7 +10,8 @@ from optical_core.study.analysis import gain_table, ols_slope, scaling_slopes, v
 from optical_core.study.summary import analyse_sweep
 from optical_core.study.grid import cell_status, grid_cells
 from optical_core.study.results import write_results
-from optical_core.study.sweep import LOCKS, load_sweep_config, run_sweep, with_budget
+from optical_core.settings import load_sweep_config
+from optical_core.study.sweep import LOCKS, run_sweep, with_budget
 
 from .conftest import PROJECT
 
@@ -74,14 +75,19 @@ def test_resuming_with_other_settings_is_refused(quick_sweep, tmp_path):
     with pytest.raises(SettingsError, match=r"was run with budget.lr = 0.0001, the config now gives 0.001"):
         run_sweep(with_budget(config, lr=1e-3), tmp_path / "sweep")
     with pytest.raises(SettingsError, match=r"was run with precision = 'float32'"):
-        run_sweep(dataclasses.replace(config, precision="bf16"), tmp_path / "sweep")
-    run_sweep(dataclasses.replace(config, device="cpu", description="same study"), tmp_path / "sweep")  # not science
-    for result in (tmp_path / "sweep" / "cells").glob("*/result.json"):  # as written before eval_precision existed
+        run_sweep(dataclasses.replace(config, run=dataclasses.replace(config.run, precision="bf16")), tmp_path / "sweep")
+    with pytest.raises(SettingsError, match=r"was run with student.head_init = 'ridge'"):
+        run_sweep(dataclasses.replace(config, run=dataclasses.replace(
+            config.run, student=dataclasses.replace(config.run.student, head_init="procrustes"))), tmp_path / "sweep")
+    run_sweep(dataclasses.replace(config, run=dataclasses.replace(config.run, device="cpu"), description="same study"),
+              tmp_path / "sweep")  # not science
+    for result in (tmp_path / "sweep" / "cells").glob("*/result.json"):  # as written before eval.precision existed
         record = json.loads(result.read_text())
-        record["settings"].pop("tasks.eval_precision")
+        record["settings"].pop("eval.precision")
         result.write_text(json.dumps(record))
-    with pytest.raises(SettingsError, match=r"tasks.eval_precision = 'float32', the config now gives 'bf16'"):
-        run_sweep(dataclasses.replace(config, eval_precision="bf16"), tmp_path / "sweep")
+    with pytest.raises(SettingsError, match=r"eval.precision = 'float32', the config now gives 'bf16'"):
+        run_sweep(dataclasses.replace(config, eval=dataclasses.replace(config.eval, precision="bf16")),
+                  tmp_path / "sweep")
     run_sweep(config, tmp_path / "sweep")  # it ran with the default, float32: resuming with it is fine
 
 

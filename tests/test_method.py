@@ -13,9 +13,9 @@ from optical_core.distil.alignment import identical_token_share
 from optical_core.distil.losses import OTLoss
 from optical_core.distil.ot import (cost_matrix, entropic_ot_value, marginals, median_real_cost, plan_sharpness,
                                     transport_plan)
-from optical_core.evaluate.curves import mean_pairwise_cosine
+from optical_core.evaluate.evaluator import mean_pairwise_cosine
 from optical_core.models.heads import procrustes_head, ridge_head
-from optical_core.settings import Budget, LossConfig
+from optical_core.settings import Budget, EvalPlan, LossConfig
 
 
 def test_ridge_head_recovers_a_linear_map_and_centres_with_the_bias():
@@ -151,10 +151,11 @@ def test_dev_collection_refuses_a_language_whose_dev_split_is_training_data():
 
 
 def test_learning_curve_steps_end_at_the_last_step():
-    budget = Budget(eval_steps=(0, 25, 50, 100, 200, 400))
-    assert budget.evaluation_steps(130) == (0, 25, 50, 100, 130)
-    assert budget.evaluation_steps(400) == (0, 25, 50, 100, 200, 400)
-    assert Budget(eval_steps=()).evaluation_steps(7) == (7,)
+    plan = EvalPlan(steps=(0, 25, 50, 100, 200, 400))
+    assert plan.steps_for(130) == (0, 25, 50, 100, 130)
+    assert plan.steps_for(400) == (0, 25, 50, 100, 200, 400)
+    assert EvalPlan(steps=()).steps_for(7) == (7,)
+    assert EvalPlan(steps=(0,), every=100).steps_for(350) == (0, 100, 200, 300, 350)
     assert Budget(n_pairs=2000, batch_size=32, epochs=7, max_steps=400).steps_for(1990) == 400
     assert Budget(n_pairs=2000, batch_size=32, epochs=1).steps_for(100) == 4
 

@@ -23,7 +23,7 @@ from optical_core.distil.ot import (
     plan_sharpness,
     transport_cost,
 )
-from optical_core.evaluate.curves import mean_pairwise_cosine
+from optical_core.evaluate.evaluator import mean_pairwise_cosine
 from optical_core.evaluate.significance import mean_ci, paired_comparison
 from optical_core.models.encoders import TokenBatch, mean_pool
 from optical_core.models.heads import procrustes_head, ridge_head
@@ -541,13 +541,13 @@ def test_curve_evaluator_scores_student_queries_against_teacher_documents(tmp_pa
     """The wiring, step by step: student encodes the task's queries in qid order, the teacher its documents,
     cosine ranking, the task's metrics per query, and the query cosine of the student's embeddings."""
     from optical_core.data.clir import build_collection
-    from optical_core.evaluate.curves import CurveEvaluator
+    from optical_core.evaluate.evaluator import RunEvaluator
     from optical_core.evaluate.retrieval import metrics_for, per_query_metrics, rank
-    from optical_core.settings import DOC_MAX_LENGTH, QUERY_MAX_LENGTH
+    from optical_core.settings import DOC_MAX_LENGTH, QUERY_MAX_LENGTH, EvalPlan
 
     # the tiny vocabulary knows "the", "cat", ...: NTREX text becomes mostly [UNK], but the two encoders differ
     teacher, student = _tiny_encoder(tmp_path, 1), _tiny_encoder(tmp_path, 2)
-    evaluator = CurveEvaluator(teacher, "hau", ("headline",))
+    evaluator = RunEvaluator(teacher, "hau", EvalPlan(), record_plans=False)
     got = evaluator.score(7, student, "headline")
     c = build_collection("headline", "hau")
     qids = list(c.queries)
@@ -562,8 +562,8 @@ def test_curve_evaluator_scores_student_queries_against_teacher_documents(tmp_pa
     assert evaluator.alignment_pairs[0][-1] != evaluator.alignment_pairs[1][-1]  # LR query, English translation
     assert len(evaluator.alignment_pairs[0]) == 64
     # bf16 queries (autocast on the CPU) and the query length cut, as training would see them
-    monkeypatch.setattr("optical_core.evaluate.curves.QUERY_MAX_LENGTH", 4)
-    bf16 = CurveEvaluator(teacher, "hau", ("headline",), precision="bf16").score(0, student, "headline")
+    monkeypatch.setattr("optical_core.evaluate.evaluator.QUERY_MAX_LENGTH", 4)
+    bf16 = RunEvaluator(teacher, "hau", EvalPlan(precision="bf16"), record_plans=False).score(0, student, "headline")
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         q16 = student.encode([c.queries[i] for i in qids], max_length=4)
     with torch.no_grad():
@@ -619,11 +619,12 @@ def test_ridge_shrinkage_is_scaled_by_the_mean_eigenvalue_in_two_dimensions():
 
 def test_curve_diagnostics_score_the_fixed_dev_pairs_in_eval_mode(tmp_path, data_dir):
     from optical_core.distil.alignment import alignment_scores
-    from optical_core.evaluate.curves import CurveEvaluator
+    from optical_core.evaluate.evaluator import RunEvaluator
+    from optical_core.settings import EvalPlan
 
     teacher, student = _tiny_encoder(tmp_path, 1), _tiny_encoder(tmp_path, 2)
     objective = Objective(LossConfig(method="ot"))
-    evaluator = CurveEvaluator(teacher, "hau", ("headline",))
+    evaluator = RunEvaluator(teacher, "hau", EvalPlan(), record_plans=False)
     student.train()
     got = evaluator.diagnose(student, objective, max_length=16)
     assert student.training  # restored after scoring in eval mode
@@ -1038,18 +1039,19 @@ def test_padding_costs_become_each_pairs_largest_real_cost():
 def test_curve_evaluator_uses_the_dev_collection_and_copes_without_one(tmp_path, data_dir, monkeypatch):
     from optical_core.data.dev import dev_collection
     from optical_core.errors import DataError
-    from optical_core.evaluate import curves
+    from optical_core.evaluate import evaluator as curves
+    from optical_core.settings import EvalPlan
 
     teacher = _tiny_encoder(tmp_path, 1)
-    evaluator = curves.CurveEvaluator(teacher, "hau", ("dev",))
+    evaluator = curves.RunEvaluator(teacher, "hau", EvalPlan(tasks=("dev",), task="dev"), record_plans=False)
     assert evaluator.collections["dev"].queries == dev_collection("hau").queries
-    assert evaluator.precision == "float32"
+    assert evaluator.plan.precision == "float32"
 
     def no_dev(lang, *args, **kwargs):
         raise DataError(f"no dev split for {lang}")
 
     monkeypatch.setattr(curves, "dev_collection", no_dev)
-    without = curves.CurveEvaluator(teacher, "hau", ("headline",))
+    without = curves.RunEvaluator(teacher, "hau", EvalPlan())
     assert without.alignment_pairs is None
     assert all(math.isnan(v) for v in without.diagnose(_tiny_encoder(tmp_path, 2), Objective(LossConfig()), 8).values())
 

@@ -20,7 +20,7 @@ from optical_core.settings import (
     from_mapping,
 )
 from optical_core.store.checkpoints import RunManifest, read_manifest
-from optical_core.study.sweep import load_sweep_config
+from optical_core.settings import load_sweep_config
 
 from .conftest import PROJECT
 
@@ -64,12 +64,12 @@ def test_sweep_toml_is_read_strictly(tmp_path):
     grid = '[[grid]]\nfamily = "minilm"\nsizes = [1]\nlangs = ["swa"]\n'
     assert config("[ot]\nreg = 2.5\n" + grid).ot == LossConfig(method="ot", reg=2.5)  # [ot] keeps method=ot
     bad = {
-        "[budget]\nbogus = 1\n" + grid: "unknown setting bogus",
+        "[run.budget]\nbogus = 1\n" + grid: "unknown setting bogus",
         "[ot]\nreg = 0.05\nnope = 2\n" + grid: "unknown setting nope",
         "colour = 'red'\n" + grid: "unknown setting colour",
         grid.replace('["swa"]', '"swa"'): "must be a list",
         grid + "seeds = []\n": "must not be empty",
-        "[budget]\nlr = nan\n" + grid: "finite",
+        "[run.budget]\nlr = nan\n" + grid: "finite",
         grid.replace('["swa"]', '["../../x"]'): "plain name",
         "": "no [[grid]] table",
     }

@@ -13,7 +13,7 @@ from optical_core.distil.train import (
     train,
 )
 from optical_core.errors import SettingsError
-from optical_core.settings import SweepConfig
+from optical_core.settings import SweepConfig, from_mapping
 from optical_core.store.checkpoints import list_checkpoints, read_manifest
 
 from .conftest import tiny_config
@@ -38,8 +38,8 @@ def test_device_is_chosen_automatically_and_overridable(monkeypatch):
     # A name outside the known devices never reaches resolve_device: the config refuses it, naming the field.
     with pytest.raises(SettingsError, match=r"TrainConfig\.device = 'tpu': must be one of auto, cpu, cuda, mps"):
         replace(tiny_config(), device="tpu")
-    with pytest.raises(SettingsError, match=r"SweepConfig\.device = 'gpu'"):
-        SweepConfig(device="gpu")
+    with pytest.raises(SettingsError, match=r"config\.run\.device = 'gpu'"):  # a sweep's device is its run's
+        from_mapping(SweepConfig, {"run": {"device": "gpu"}}, "config")
 
 
 def test_gradient_reaches_the_student_only(teacher):
@@ -139,12 +139,13 @@ def test_the_batch_plan_is_drawn_lazily_and_covers_each_epoch_once():
 
 
 def test_queries_encoded_in_bf16_rank_as_in_float32(teacher, tiny_checkpoint):
-    from optical_core.evaluate.curves import CurveEvaluator
+    from optical_core.evaluate.evaluator import RunEvaluator
+    from optical_core.settings import EvalPlan
     from optical_core.store.checkpoints import load_checkpoint
 
     student, _ = load_checkpoint(tiny_checkpoint)
-    fp32 = CurveEvaluator(teacher, "hau", ("headline",)).score(0, student, "headline")
-    bf16 = CurveEvaluator(teacher, "hau", ("headline",), precision="bf16").score(0, student, "headline")
+    fp32 = RunEvaluator(teacher, "hau", EvalPlan(), record_plans=False).score(0, student, "headline")
+    bf16 = RunEvaluator(teacher, "hau", EvalPlan(precision="bf16"), record_plans=False).score(0, student, "headline")
     assert fp32.query_cosine != bf16.query_cosine  # the queries really were encoded in bf16
     assert abs(fp32.query_cosine - bf16.query_cosine) < 1e-2
     assert abs(fp32.scores["mrr@10"].mean() - bf16.scores["mrr@10"].mean()) < 0.01
@@ -171,3 +172,41 @@ def test_length_bucketing_cuts_padding_and_still_covers_each_epoch_once(teacher)
     for epoch in (0, 1):
         assert sorted(i for e, b in bucketed if e == epoch for i in b) == list(range(2000))
     assert padding(bucketed) < 0.5 * padding(plain), (padding(bucketed), padding(plain))
+
+
+class ScriptedEvaluator:
+    """An evaluator whose scores are given: it records what train() hands it (step, weights, objective)."""
+
+    def __init__(self, scores: dict[int, float], patience: int | None):
+        self.scores, self.stop_patience = scores, patience
+        self.seen, self.weights, self.finished = [], {}, None
+
+    def steps(self, total_steps):
+        return set(self.scores) | {total_steps}
+
+    def __call__(self, step, student, objective):
+        self.seen.append((step, objective.config.method))
+        self.weights[step] = {k: v.detach().clone() for k, v in student.state_dict().items()}
+        return self.scores.get(step)
+
+    def finish(self, step, student, objective):
+        self.finished = (step, {k: v.detach().clone() for k, v in student.state_dict().items()})
+
+
+def test_a_run_stops_on_its_evaluators_score_and_keeps_its_best_step(teacher):
+    """Patience 2: the best score is at step 1; steps 2 and 3 do not beat it, so the run stops at step 3 of 6 and
+    ends with step 1's weights, which `finish` sees. Without a stopping rule the same run goes to its budget."""
+    config = replace(tiny_config("ot", n_pairs=96), budget=replace(tiny_config().budget, n_pairs=96, schedule="constant"))
+    scripted = ScriptedEvaluator({0: 0.1, 1: 0.5, 2: 0.4, 3: 0.45, 4: 0.9}, patience=2)
+    result = train(config, teacher=teacher, evaluator=scripted)
+    assert [s for s, _ in scripted.seen] == [0, 1, 2, 3] and {m for _, m in scripted.seen} == {"ot"}
+    assert (len(result.history), result.selected_step, result.stopped_early) == (3, 1, True)
+    step, weights = scripted.finished
+    assert step == 1 and all(torch.equal(weights[k], scripted.weights[1][k]) for k in weights)
+    assert not all(torch.equal(weights[k], scripted.weights[3][k]) for k in weights)
+    assert {log.lr for log in result.history[1:]} == {config.budget.lr}  # constant after the warm-up step
+
+    full = ScriptedEvaluator({0: 0.1, 1: 0.5, 2: 0.4, 3: 0.45}, patience=None)
+    result = train(config, teacher=teacher, evaluator=full)
+    assert (len(result.history), result.selected_step, result.stopped_early) == (6, 6, False)
+    assert [s for s, _ in full.seen] == [0, 1, 2, 3, 6] and full.finished[0] == 6

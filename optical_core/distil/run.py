@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from optical_core.distil.train import StepLog, TrainResult, train
+from optical_core.distil.train import Evaluator, StepLog, TrainResult, train
 from optical_core.models.encoders import Encoder
 from optical_core.settings import TrainConfig
 from optical_core.store.checkpoints import (
@@ -61,11 +61,11 @@ def save_run(result: TrainResult, name: str, checkpoint_root: Path | str | None 
 def train_and_save(config: TrainConfig, root: Path | str, name: str | None = None, teacher: Encoder | None = None,
                    on_step: Callable[[StepLog], None] | None = None,
                    should_stop: Callable[[], bool] | None = None, data_dir: Path | None = None,
-                   on_eval: Callable[[int, Encoder], None] | None = None) -> Path:
-    """Train, then write the checkpoint atomically. Cancellation or a NaN loss writes nothing. `on_eval` is
-    train()'s learning-curve callback (step 0 is the start)."""
+                   evaluator: Evaluator | None = None) -> Path:
+    """Train, then write the checkpoint atomically. Cancellation or a NaN loss writes nothing. `evaluator`
+    scores the run along training (train()'s; step 0 is the start)."""
     name = name or default_run_name(config)
     checkpoint_path(root, name)  # a bad name fails now, not after the training it would have thrown away
     result = train(config, teacher=teacher, on_step=on_step, should_stop=should_stop, data_dir=data_dir,
-                   on_eval=on_eval)
+                   evaluator=evaluator)
     return save_run(result, name, checkpoint_root=root)

@@ -9,22 +9,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
-from transformers import get_linear_schedule_with_warmup
+from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
 from optical_core.data.bitext import Bitext, DedupReport, training_bitext
 from optical_core.data.clir import load_ntrex
 from optical_core.data.dev import dev_collection
-from optical_core.distil.objective import TeacherBatch, build_objective
+from optical_core.distil.objective import Objective, TeacherBatch, build_objective
 from optical_core.distil.ot import marginal_error
 from optical_core.errors import DataError, NonFiniteLoss, SettingsError, TrainingCancelled
 from optical_core.models.encoders import Encoder, load_teacher, mean_pool
 from optical_core.models.heads import HEADS
 from optical_core.models.students import Student, build_student
-from optical_core.settings import Budget, TrainConfig
+from optical_core.settings import FULL_PRECISION, Budget, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,25 @@ class TrainResult:
     wall_time_s: float = 0.0
     eval_time_s: float = 0.0  # inside wall_time_s: the learning curve's evaluations
     device: str = "cpu"
-    precision: str = "float32"  # as resolved ("auto" becomes bf16 or float32)
+    precision: str = FULL_PRECISION  # as resolved ("auto" becomes bf16 or float32)
     truncated_pairs: int = 0  # pairs where either side is longer than max_length tokens
+    selected_step: int | None = None  # the step whose weights the run keeps (the last, or the best on dev)
+    stopped_early: bool = False  # the stopping rule ended the run before its budget
+
+
+class Evaluator(Protocol):
+    """What `train()` hands its evaluation (evaluate/evaluator.py's RunEvaluator is the real one)."""
+
+    stop_patience: int | None  # evaluations without a better score before the run stops (None: never stop)
+
+    def steps(self, total_steps: int) -> set[int]:
+        """The steps to evaluate at (0 = the start, before any update)."""
+
+    def __call__(self, step: int, student: Encoder, objective: Objective) -> float | None:
+        """Score the student at `step` with the run's own objective; the score the stopping rule watches."""
+
+    def finish(self, step: int, student: Encoder, objective: Objective) -> None:
+        """The selected step: the run ends with these weights."""
 
 
 def count_truncated(student_tokenizer, teacher_tokenizer, bitext: Bitext, max_length: int) -> int:
@@ -241,23 +258,46 @@ def training_plan(tokenizer, bitext: Bitext, budget: Budget, seed: int) -> Itera
 
 
 def make_optimizer(backbone: list[torch.nn.Parameter], head: list[torch.nn.Parameter], budget: Budget, n_steps: int):
-    """AdamW (weight decay on every parameter) with the head at lr x head_lr_multiplier, and a linear schedule
-    with warm-up: the optimiser of every run (and of the sentence-transformers parity run)."""
+    """AdamW (weight decay on every parameter) with the head at lr x head_lr_multiplier, and the budget's
+    schedule after a linear warm-up: the optimiser of every run (and of the sentence-transformers parity run)."""
     groups = [{"params": backbone, "lr": budget.lr}]
     if head:
         groups.append({"params": head, "lr": budget.lr * budget.head_lr_multiplier})
     optimizer = torch.optim.AdamW(groups, weight_decay=budget.weight_decay)
-    return optimizer, get_linear_schedule_with_warmup(optimizer, int(budget.warmup_ratio * n_steps), n_steps)
+    warmup = int(budget.warmup_ratio * n_steps)
+    if budget.schedule == "constant":
+        return optimizer, get_constant_schedule_with_warmup(optimizer, warmup)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, n_steps)
+
+
+class _BestStep:
+    """The stopping rule: the best score so far, its step and (when the run may stop) its weights."""
+
+    def __init__(self, patience: int | None):
+        self.patience, self.step, self.score, self.state, self.waited = patience, None, -float("inf"), None, 0
+
+    def update(self, step: int, score: float | None, model: torch.nn.Module) -> bool:
+        """Record the score of `step`; True when the run should stop."""
+        if self.patience is None or score is None:
+            return False
+        if score > self.score:
+            self.step, self.score, self.waited = step, score, 0
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
 
 
 def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | None = None,
           on_step: Callable[[StepLog], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
-          on_eval: Callable[[int, Encoder], None] | None = None) -> TrainResult:
+          evaluator: Evaluator | None = None) -> TrainResult:
     """Distil one student. Raises TrainingCancelled if `should_stop()` turns true, NonFiniteLoss on NaN/Inf.
 
-    `on_eval(step, encoder)` is called at the budget's evaluation steps (0 = the start, before any update,
-    and always the last step): the learning curve. Its time is counted in `eval_time_s`.
+    `evaluator(step, encoder, objective)` is called at the steps it names (0 = the start, before any update;
+    always the last step), with the run's own objective; its time is counted in `eval_time_s`. With a
+    stopping rule (`evaluator.stop_patience`) the run ends once the evaluator's score has not improved for
+    that many evaluations and keeps its best step's weights. `evaluator.finish` sees the selected step.
     """
     started = time.perf_counter()
     device = resolve_device(config.device)
@@ -278,13 +318,17 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
     with teacher.lock:
         truncated = count_truncated(model.tokenizer, teacher.tokenizer, bitext, budget.max_length)
     result = TrainResult(config, student, bitext, dedup, device=device, precision=precision, truncated_pairs=truncated)
-    eval_steps = set(budget.evaluation_steps(n_steps)) if on_eval else set()
+    eval_steps = evaluator.steps(n_steps) if evaluator else set()
+    best = _BestStep(evaluator.stop_patience if evaluator else None)
 
-    def evaluate(step: int) -> None:
-        if step in eval_steps:
-            t = time.perf_counter()
-            on_eval(step, model)
-            result.eval_time_s += time.perf_counter() - t
+    def evaluate(step: int) -> bool:
+        """Evaluate at `step` if it is an evaluation step; True when the stopping rule ends the run."""
+        if step not in eval_steps:
+            return False
+        t = time.perf_counter()
+        score = evaluator(step, model, objective)
+        result.eval_time_s += time.perf_counter() - t
+        return best.update(step, score, model)
 
     evaluate(0)
     device_type = "cuda" if device.startswith("cuda") else "cpu"
@@ -310,9 +354,18 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
         result.history.append(log)
         if on_step:
             on_step(log)
-        evaluate(step)
+        if evaluate(step):
+            result.stopped_early = step < n_steps
+            break
+    result.selected_step = best.step if best.state is not None else len(result.history)
+    if best.state is not None and best.step != len(result.history):
+        model.load_state_dict(best.state)  # the run keeps its best step, not its last
     model.eval()
     if not all(torch.isfinite(p).all() for p in model.parameters()):  # the loss can be finite while weights are not
         raise NonFiniteLoss("the trained weights are not all finite; no checkpoint was written")
+    if evaluator:
+        t = time.perf_counter()
+        evaluator.finish(result.selected_step, model, objective)
+        result.eval_time_s += time.perf_counter() - t
     result.wall_time_s = time.perf_counter() - started
     return result

@@ -20,7 +20,7 @@ import torch
 from optical_core.data.bitext import training_bitext
 from optical_core.distil.train import _start, make_optimizer, resolve_device, training_plan
 from optical_core.models.encoders import Encoder
-from optical_core.settings import TrainConfig
+from optical_core.settings import EvalPlan, TrainConfig
 from optical_core.store.export import sentence_model
 
 
@@ -91,7 +91,7 @@ def kd_parity(config: TrainConfig, teacher: Encoder, out: Path | str, tasks: tup
     import pandas as pd
 
     from optical_core.distil.train import train
-    from optical_core.evaluate.curves import CurveEvaluator
+    from optical_core.evaluate.evaluator import RunEvaluator
     from optical_core.evaluate.significance import mean_ci, paired_comparison
     from optical_core.store.atomic import atomic_write_text
     from optical_core.store.provenance import git_commit, library_versions, utc_now
@@ -99,7 +99,7 @@ def kd_parity(config: TrainConfig, teacher: Encoder, out: Path | str, tasks: tup
     config = replace(config, precision="float32")
     out = Path(out)
     (out / "per_query").mkdir(parents=True, exist_ok=True)
-    evaluator = CurveEvaluator(teacher, config.lang, tasks)
+    evaluator = RunEvaluator(teacher, config.lang, EvalPlan(tasks=tuple(tasks)), record_plans=False)
     started = time.perf_counter()
     ours = train(config, teacher=teacher, data_dir=data_dir)
     ours_seconds = time.perf_counter() - started
