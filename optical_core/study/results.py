@@ -23,7 +23,7 @@ STEP_COLUMNS = ("step", "task", "n_queries", "per_query_file", "query_cosine", "
 
 def collect_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.DataFrame:
     """Tidy table: one row per finished cell, evaluation step, task and metric. `final` marks each cell's
-    last step on its sweep's task (the rows the gain analysis reads)."""
+    selected step on its sweep's task (the rows the gain analysis reads)."""
     out_dir = Path(out_dir)
     records = [(p, json.loads(p.read_text())) for p in sorted((out_dir / "cells").glob("*/result.json"))]
     if cells is not None:
@@ -35,10 +35,11 @@ def collect_results(out_dir: Path | str, cells: list[Cell] | None = None) -> pd.
             raise CheckpointError(f"{path}: a record from before learning curves (no evaluations or task) is no "
                                   "longer read: run the cell again")
         base = {k: r.get(k) for k in CELL_COLUMNS}
-        last = max(e["step"] for e in r["evaluations"])
+        # the step the run kept: the best on its stopping task, or (no stopping rule, older records) its last
+        selected = r.get("selected_step", max(e["step"] for e in r["evaluations"]))
         for e in r["evaluations"]:
             step = {k: e.get(k) for k in STEP_COLUMNS}
-            final = e["step"] == last and e["task"] == r["task"]
+            final = e["step"] == selected and e["task"] == r["task"]
             rows += [dict(base, **step, final=final, metric=m, value=v) for m, v in e["means"].items()]
     return pd.DataFrame(rows)
 
