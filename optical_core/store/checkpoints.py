@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -31,7 +31,7 @@ from optical_core.models.encoders import (
     load_backbone,
     load_tokenizer,
 )
-from optical_core.settings import Budget, LossConfig, StudentSpec, TrainConfig, from_mapping
+from optical_core.settings import LossConfig, StudentSpec, TrainConfig, from_mapping
 from optical_core.store.atomic import atomic_write_text
 from optical_core.store.locks import LockHeld, file_lock
 
@@ -112,21 +112,6 @@ class RunManifest:
             raise CheckpointError(f"manifest.json: {err}") from None
         except TypeError as err:
             raise CheckpointError(f"manifest.json is incomplete ({err})") from None
-
-
-def upgrade_format_1(d: dict) -> dict:
-    """Format 1 kept the run's settings as one flat dict (`train_config`), budget fields at the top. No longer
-    called by read_manifest (it refuses format 1); kept only while study/sweep.py's `_recorded_settings` imports
-    it, and deleted with that function."""
-    old = d.get("train_config")
-    if not isinstance(old, dict):
-        raise CheckpointError("manifest.json (format 1) has no train_config")
-    budget_keys = {f.name for f in fields(Budget)}
-    config = {k: v for k, v in old.items() if k not in budget_keys}
-    config["budget"] = {k: v for k, v in old.items() if k in budget_keys}
-    # format 1 always ran the encoder under bf16 autocast on CUDA, and in float32 elsewhere
-    precision = "bf16" if str(d.get("device", "")).startswith("cuda") else "float32"
-    return dict(d, config=config, precision=precision, format=MANIFEST_FORMAT)
 
 
 def validate_name(name: str) -> str:
