@@ -9,7 +9,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-METHOD_COLOURS = {"kd": "#1f77b4", "ot": "#d62728", "ot-kd": "#2ca02c", "untrained": "#7f7f7f"}  # one colour per objective, every figure
+# one colour per objective, in every figure
+METHOD_COLOURS = {"kd": "#1f77b4", "ot": "#d62728", "ot-kd": "#2ca02c", "untrained": "#7f7f7f"}
 AXIS_LABELS = {"params_non_embedding": "non-embedding parameters", "params_total": "total parameters"}
 
 
