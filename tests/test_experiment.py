@@ -321,3 +321,15 @@ def test_an_unfinished_sweep_says_so_first(tmp_path):
                 "covers only those.")
     assert completeness(copy) == expected
     assert analyse_sweep(copy, n_boot=20).verdict.startswith(expected + " Regime")
+
+
+def test_resuming_into_records_without_settings_is_one_line(tmp_path):
+    """The pilot's records predate the settings field: resuming into them is refused, not a KeyError."""
+    import shutil
+
+    from optical_core.errors import SettingsError
+
+    shutil.copytree(PROJECT / "results" / "pilot" / "cells" / "swa-me5-L2-kd-s0", tmp_path / "cells" / "swa-me5-L2-kd-s0")
+    config = load_sweep_config(PROJECT / "configs" / "pilot" / "pilot.toml")
+    with pytest.raises(SettingsError, match="swa-me5-L2-kd-s0 records no settings"):
+        run_sweep(config, tmp_path)

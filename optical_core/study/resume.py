@@ -28,7 +28,11 @@ def check_resumable(config: SweepConfig, out_dir: Path) -> None:
     for cell in grid_cells(config):
         if cell_status(out_dir, cell) != "done":
             continue
-        recorded = json.loads((out_dir / "cells" / cell.id / RESULT).read_text())["settings"]
+        record = json.loads((out_dir / "cells" / cell.id / RESULT).read_text())
+        if "settings" not in record:  # written before cells recorded their settings (the pilot's records)
+            raise SettingsError(f"{out_dir}: cell {cell.id} records no settings, so a resumed sweep cannot check it "
+                                "ran with the config's; use another --out")
+        recorded = record["settings"]
         wanted = cell_settings(cell, config)
         # a key the record lacks was added later: the cell ran with that setting's default
         differ = [k for k in wanted if recorded.get(k, setting_default(k)) != wanted[k]]
