@@ -9,7 +9,8 @@ pages = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/alignment.py", title="Alignment heatmaps", icon=":material/grid_on:"),
     st.Page("pages/scaling.py", title="Scaling results", icon=":material/trending_up:"),
-    st.Page("pages/compare.py", title="Compare checkpoints", icon=":material/compare_arrows:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/search.py", title="Search", icon=":material/search:"),
     st.Page("pages/checkpoints.py", title="Checkpoints", icon=":material/folder:"),
 ]
 st.navigation(pages).run()

@@ -11,10 +11,12 @@ from optical_core.store.export import export_sentence_transformer
 from optical_core.store.locations import all_checkpoints, checkpoint_root, exports_root
 
 st.title("Checkpoints")
-st.caption(f"App checkpoints live in `{checkpoint_root()}`; sweep checkpoints under `runs/<sweep>/cells/`.")
+st.caption(f"App checkpoints (trained on the Train page, or rebuilt from a study cell) live in `{checkpoint_root()}`; "
+           "sweep checkpoints under `runs/<sweep>/cells/`. The committed studies keep no weights: their cells open "
+           "from their records on the Alignment and Compare pages, and a rebuilt cell lands here.")
 entries = all_checkpoints()
 if not entries:
-    st.info("No checkpoints yet.")
+    st.info("No checkpoints yet: train one on the Train page, or rebuild a study cell from the Alignment page.")
     st.stop()
 
 rows = [dict(name=e.name, status="ok" if e.error is None else "unreadable",

@@ -2,62 +2,84 @@ import pandas as pd
 import streamlit as st
 
 from optical_core.data.clir import build_collection
-from optical_core.evaluate.comparison import (differing_settings, largest_differences, manifests_side_by_side,
-                                              pairwise_table, wins_losses)
-from optical_core.evaluate.scoring import score_student
-from optical_core.store.locations import all_checkpoints
-from pages.common import checkpoint_label, load_checkpoint_cached, teacher
+from optical_core.settings import PRIMARY_METRIC
+from optical_core.study.explore import cell_scores, compare_cells, differing_queries, partner
+from optical_core.study.records import UnreadableRecord, read_top_documents
+from pages.explore_common import RELEVANT, pick_cell, pick_study, rebuild_button
 
-st.title("Compare checkpoints")
-entries = {checkpoint_label(e): e for e in all_checkpoints() if e.manifest is not None}
-if len(entries) < 2:
-    st.info("Compare needs at least two readable checkpoints: train some on the Train page or run a sweep.")
+st.title("Compare students")
+RECORDS, CHECKPOINTS = "two study cells (their records: no weights needed)", "checkpoints (scored now)"
+source = st.radio("Compare", [RECORDS, CHECKPOINTS], horizontal=True)
+if source == CHECKPOINTS:
+    from pages.compare_checkpoints import compare_checkpoints
+
+    compare_checkpoints()
     st.stop()
 
-chosen = st.multiselect("Checkpoints (two or more)", list(entries), default=list(entries)[:2])
-if len(chosen) < 2:
-    st.stop()
-picked = {entries[c].name: entries[c] for c in chosen}
-differ = differing_settings({n: e.manifest for n, e in picked.items()})
-differ.pop("seed", None)
-if differ:  # beyond the objective itself, anything listed here is mixed into the differences below
-    st.warning("These runs differ in: " + "; ".join(f"{key} ({' vs '.join(map(str, values))})"
-                                                   for key, values in differ.items()))
-st.subheader("Manifests")
-st.dataframe(manifests_side_by_side({n: e.manifest for n, e in picked.items()}).astype(str))
 
-langs = {e.manifest.lang for e in picked.values()}
-if len(langs) > 1:
-    st.error(f"These checkpoints are for different languages ({', '.join(sorted(langs))}): a paired comparison "
-             "needs the same queries. Pick checkpoints of one language.")
-    st.stop()
-lang = langs.pop()
-metric = st.selectbox("Metric", ["mrr@10", "ndcg@10", "recall@1", "recall@5", "recall@10"])
+@st.cache_data(show_spinner="Reading the NTREX collection...")
+def collection_of(task: str, lang: str):
+    return build_collection(task, lang)
 
 
-@st.cache_data(show_spinner="Scoring on the NTREX headline collection...")
-def scores_of(path: str, lang: str):
-    encoder, _ = load_checkpoint_cached(path)
-    return score_student(encoder, teacher(), build_collection("headline", lang))
-
-
-scores = {}
-for name, entry in picked.items():
+def top_documents(cell):
+    """The cell's recorded top documents on its main task, or None (said in one line)."""
+    if cell.family == "baseline":
+        st.caption(f"{cell.id}: baselines record their scores, not their retrieved documents.")
+        return None
     try:
-        scores[name] = scores_of(str(entry.path), lang)
-    except Exception as err:
-        st.error(f"{name}: {err}")
-if len(scores) < 2:
+        return read_top_documents(cell.path, cell.task)
+    except UnreadableRecord as err:
+        st.info(str(err))
+        rebuild_button(st, study, cell, "compare")
+        return None
+
+
+picked = pick_study(st, "compare-study", prefer=lambda cells: any(c.has_top_documents for c in cells))
+if picked is None:
     st.stop()
-st.subheader(f"Paired comparison ({metric}, {lang}, headline -> article)")
-st.dataframe(pairwise_table(scores, metric).round(4), hide_index=True)
-names = list(scores)
-a, b = st.columns(2)
-first = a.selectbox("A", names, index=0)
-second = b.selectbox("B", names, index=1)
-st.dataframe(pd.DataFrame([dict(A=first, B=second, **{f"queries where A {k}": v for k, v in
-                                                        wins_losses(scores[first], scores[second], metric).items()})]),
-             hide_index=True)
-queries = build_collection("headline", lang).queries
+_, study, cells = picked
+students = [c for c in cells if c.trained]
+first = next((c for c in students if c.has_top_documents and c.method == "kd"), (students or cells)[0])
+st.markdown("**A**")
+a = pick_cell(st, cells, "compare-a", first)
+st.markdown("**B**")
+b = pick_cell(st, cells, "compare-b", partner(a, cells, method="ot") or next(c for c in cells if c != a))
+if a.lang != b.lang:
+    st.error(f"A is {a.lang} and B is {b.lang}: a paired comparison needs the same queries. Pick one language.")
+    st.stop()
+try:
+    scores_a, scores_b = cell_scores(a), cell_scores(b)
+except UnreadableRecord as err:
+    st.error(str(err))
+    st.stop()
+metrics = [m for m in scores_a.columns if m != "qid" and m in scores_b.columns]
+metric = st.selectbox("Metric", metrics, index=metrics.index(PRIMARY_METRIC) if PRIMARY_METRIC in metrics else 0)
+result = compare_cells(scores_a, scores_b, metric)
+t = result.test
+st.subheader(f"Paired comparison ({metric}, {a.lang}, {a.task}, each cell at its selected step)")
+st.caption(f"A = {a.label} at step {a.selected_step}; B = {b.label} at step {b.selected_step}. 95% CI: bootstrap over "
+           "queries; p: paired sign-flip randomisation test.")
+st.dataframe(pd.DataFrame([{"A": a.id, "B": b.id, "mean A": t.mean_a, "mean B": t.mean_b, "A - B": t.difference,
+                            "ci_low": t.ci_low, "ci_high": t.ci_high, "p_value": t.p_value, "queries": t.n,
+                            "queries where A wins": result.wins, "queries where A ties": result.ties,
+                            "queries where A loses": result.losses}]).round(4), hide_index=True)
+
+collection = collection_of(a.task, a.lang)
+differ = differing_queries(result, collection.queries, collection.query_translations, collection.qrels,
+                           top_documents(a), top_documents(b), k=10, depth=3)
 st.subheader("Queries where they differ most")
-st.dataframe(largest_differences(scores[first], scores[second], metric, queries).round(4), hide_index=True)
+st.dataframe(differ.drop(columns=["a_top", "b_top"]).rename(columns={"a": f"{metric} A", "b": f"{metric} B"})
+             .round(4), hide_index=True)
+for row in differ.itertuples():
+    with st.expander(f"{row.qid} · A - B = {row.diff:+.3f} · {row.query[:100]}"):
+        st.markdown(f"**{a.lang}:** {row.query}  \n**en (gold translation):** {row.english}")
+        left, right = st.columns(2)
+        for column, name, cell, top in ((left, "A", a, row.a_top), (right, "B", b, row.b_top)):
+            column.markdown(f"**{name}: {cell.label}**, its top 3")
+            if top is None:
+                column.caption("no top documents recorded for this cell")
+                continue
+            for rank, doc in enumerate(top, 1):
+                mark = f"{RELEVANT} · " if doc in row.relevant else ""
+                column.markdown(f"{rank}. {mark}`{doc}`: {collection.documents.get(doc, '')[:300]}...")

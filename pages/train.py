@@ -4,6 +4,7 @@ import torch
 
 from optical_core.data.bitext import mafand_languages
 from optical_core.data.clir import ntrex_languages
+from optical_core.data.corpora import PROJECT_ROOT
 from optical_core.plots import loss_curve_figure
 from optical_core.settings import (
     DEMO_BUDGET,
@@ -12,6 +13,7 @@ from optical_core.settings import (
     LossConfig,
     StudentSpec,
     TrainConfig,
+    load_sweep_config,
 )
 from pages.common import (
     OT_CHOICES_NOTE,
@@ -26,24 +28,46 @@ st.caption("Training runs in the background: the app stays responsive, and you c
            f"The default budget ({DEMO_BUDGET.n_pairs} pairs, {DEMO_BUDGET.steps} steps) is for trying the "
            "instrument in under a minute, not for comparing objectives: the study's sweeps train far longer.")
 
+
+@st.cache_data(show_spinner=False)
+def study_kd_weight() -> float:
+    """The KD weight of the study's OT+KD objective (configs/study.toml's ot-kd variant, chosen on dev)."""
+    try:
+        variants = load_sweep_config(PROJECT_ROOT / "configs" / "study.toml").variants
+        return next(v.loss.kd_weight for v in variants if v.name == "ot-kd")
+    except (ValueError, StopIteration):  # no study config here: any positive weight is an OT+KD
+        return 1.0
+
+
+OT_KD = "ot-kd"
+OBJECTIVES = {  # the three objectives of the study, by name; OT+KD is OT with a KD term (LossConfig.kd_weight > 0)
+    "kd": "KD: MSE between the student's pooled LR embedding and the teacher's pooled English one",
+    "ot": "OT: the transport cost <P, C> between student LR tokens and teacher English tokens (pure OT)",
+    OT_KD: "OT+KD: <P, C> + w x the KD term, w the KD weight below",
+}
 languages = sorted(set(mafand_languages()) & set(ntrex_languages()))
 devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 student_default = StudentSpec()
 
 with st.form("train"):
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     lang = c1.selectbox("Language", languages, index=languages.index("swa") if "swa" in languages else 0)
     family = setting_input(c2, StudentSpec, "family", label="Student family")
     sizes = sorted({n for ladder in LADDERS.values() for n in ladder})
     layers = c3.selectbox("Size (first L layers)", sizes, index=sizes.index(student_default.layers),
                           help="Each family has its own ladder; a size outside it is refused.")
-    method = setting_input(c1, LossConfig, "method", label="Objective", radio=True)
+    head_init = setting_input(c4, StudentSpec, "head_init", label="Head initialisation")
+    objective = c1.radio("Objective", list(OBJECTIVES), horizontal=True, help="  \n".join(OBJECTIVES.values()),
+                         format_func=lambda o: o.upper().replace("-", "+"))
     seed = setting_input(c2, TrainConfig, "seed")
     device = c3.selectbox("Device", devices, help="GPU listed when one is present.")
-    st.markdown("**OT options** (used when the objective is ot)")
+    st.markdown("**OT options** (used by OT and OT+KD)")
     o1, o2, o3, o4, o5 = st.columns(5)
     loss_fields = {name: setting_input(col, LossConfig, name) for col, name in
-                   zip((o1, o2, o3, o4, o5), ("reg", "cost", "marginals", "plan_gradient", "kd_weight"))}
+                   zip((o1, o2, o3, o4), ("reg", "cost", "marginals", "plan_gradient"))}
+    kd_weight = setting_input(o5, LossConfig, "kd_weight", value=study_kd_weight(), label="KD weight w (OT+KD)")
+    st.caption(f"OT+KD is OT with a KD term: loss = <P, C> + w x KD. w is used by OT+KD only (KD and pure OT ignore "
+               f"it); the study's OT+KD uses w = {study_kd_weight():g}, chosen on the dev collection.")
     st.markdown("**Budget**")
     b1, b2, b3, b4, b5 = st.columns(5)
     budget_fields = {name: setting_input(col, Budget, name, value=getattr(DEMO_BUDGET, name)) for col, name in
@@ -51,10 +75,13 @@ with st.form("train"):
     submitted = st.form_submit_button("Train", type="primary")
 st.caption(OT_CHOICES_NOTE)
 
-if submitted:
+if submitted and objective == OT_KD and kd_weight <= 0:
+    st.error("OT+KD needs a KD weight w above 0 (w = 0 is pure OT).")
+elif submitted:
     try:
-        config = TrainConfig(lang=lang, student=StudentSpec(family, int(layers)),
-                             loss=LossConfig(method=method, **loss_fields),
+        config = TrainConfig(lang=lang, student=StudentSpec(family, int(layers), head_init=head_init),
+                             loss=LossConfig(method="kd" if objective == "kd" else "ot",
+                                             kd_weight=kd_weight if objective == OT_KD else 0.0, **loss_fields),
                              budget=Budget(**budget_fields), seed=seed, device=device)
     except ValueError as err:  # SettingsError: one line naming the field and what is allowed
         st.error(str(err))

@@ -4,16 +4,21 @@ import base64
 import json
 import re
 import shutil
+import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from .conftest import PROJECT, tiny_config
 
 APP = str(PROJECT / "app.py")
+QUICK = "sweep runs/quick"  # the quick sweep's label in the study pickers: its trained cells have plan records
+CELL_FIELDS = ("lang", "family", "size", "method", "seed")
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +157,7 @@ def test_alignment_page_draws_a_heatmap_of_a_real_pair(app_env, teacher):
     from optical_core.store.checkpoints import load_checkpoint
 
     at = open_page("pages/alignment.py")
+    at.radio[0].set_value("a checkpoint (any sentence pair)").run()
     # the first checkpoint, and by default its partner: the other objective's student of the same size and language
     assert at.selectbox[0].value == "tiny-me5-kd · kd · me5-L1 · hau · seed 0"
     assert at.selectbox[1].value == "tiny-me5-ot · ot · me5-L1 · hau · seed 0"
@@ -177,6 +183,10 @@ def test_alignment_page_draws_a_heatmap_of_a_real_pair(app_env, teacher):
         assert plan.shape == (len(lr_tokens), len(en_tokens)) and (plan >= 0).all()
         assert abs(plan.sum() - 1) < 1e-5  # a transport plan: total mass 1
     assert not np.allclose(plans[0], plans[1])  # each column shows its own checkpoint's plan
+    # side by side on one colour scale: both plans share one range, both cost matrices another
+    assert figs[0]["data"][0]["zmax"] == figs[2]["data"][0]["zmax"] == pytest.approx(max(p.max() for p in plans))
+    assert figs[1]["data"][0]["zmin"] == figs[3]["data"][0]["zmin"]
+    assert figs[1]["data"][0]["zmax"] == figs[3]["data"][0]["zmax"]
 
     tops = [d.value for d in at.dataframe]  # top aligned pairs, one table per checkpoint
     assert len(tops) == 2
@@ -189,7 +199,7 @@ def test_alignment_page_draws_a_heatmap_of_a_real_pair(app_env, teacher):
         assert first.lr_token == lr_tokens[first.lr_position] and first.en_token == en_tokens[first.en_position]
         assert abs(first.mass - plan.max()) < 1e-4  # shown rounded to 4 places
 
-    at.radio[0].set_value("type your own").run()
+    at.radio[1].set_value("type your own").run()
     assert not at.exception and not at.warning
     figs = figure_dicts(at)
     assert len(figs) == 4
@@ -201,6 +211,7 @@ def test_alignment_page_draws_a_heatmap_of_a_real_pair(app_env, teacher):
 
 def test_compare_page_pairs_two_checkpoints(app_env):
     at = open_page("pages/compare.py")
+    at.radio[0].set_value("checkpoints (scored now)").run()
     assert not at.error, [e.value for e in at.error]
     # the two tiny checkpoints differ in their objective (and budget): the page says so before any number
     assert at.warning and at.warning[0].value.startswith("These runs differ in: ")
@@ -208,7 +219,212 @@ def test_compare_page_pairs_two_checkpoints(app_env):
     pairwise = next(d.value for d in at.dataframe if "p_value" in d.value.columns)
     assert len(pairwise) == 1 and {"diff", "ci_low", "ci_high"} <= set(pairwise.columns)
     wins = next(d.value for d in at.dataframe if "queries where A wins" in d.value.columns)
-    assert int(wins.iloc[0][["queries where A wins", "queries where A ties", "queries where A losses"]].sum()) == 123
+    assert int(wins.iloc[0][["queries where A wins", "queries where A ties", "queries where A loses"]].sum()) == 123
+
+
+def pick(at: AppTest, prefix: str, **values) -> None:
+    """Set a study-cell picker's selectboxes (lang, family, size, method, seed), one run each, in order."""
+    for field in CELL_FIELDS:
+        if field in values:
+            at.selectbox(key=f"{prefix}-{field}").set_value(values[field]).run()
+
+
+def picked(at: AppTest, prefix: str) -> list:
+    return [at.selectbox(key=f"{prefix}-{field}").value for field in CELL_FIELDS]
+
+
+def test_alignment_page_opens_a_study_cell_at_two_steps_on_one_colour_scale(app_env, quick_sweep):
+    from optical_core.study.records import read_plans
+
+    at = open_page("pages/alignment.py")
+    assert at.radio[0].value == "a study cell (its recorded plans: no weights needed)"  # no weights needed
+    at.selectbox(key="alignment-study").set_value(QUICK).run()
+    # it opens on a pure OT cell that has records, its first recorded step beside its last
+    assert picked(at, "alignment-a") == ["swa", "minilm", 1, "ot", 0]
+    assert at.radio[1].value == "another step of this cell"
+    assert any(c.value.startswith("4 of 4 trained cells of this study have plan records") for c in at.caption)
+    plans = read_plans(quick_sweep[0] / "cells" / "swa-minilm-L1-ot-s0")
+    assert plans.steps == [0, 4]  # step 0 and the selected step (the quick runs have 4 steps: no step 25)
+    assert titles(at) == [f"minilm-L1 ot, step {s}: {kind}" for s in (0, 4)
+                          for kind in ("transport plan", "cost matrix")]
+    figs = figure_dicts(at)
+    for fig, (step, kind) in zip(figs, [(s, k) for s in (0, 4) for k in ("plan", "cost")]):
+        recorded = plans.plan(step, 0)  # panel pair 0: the first MAFAND dev pair, as the cell recorded it
+        assert fig["layout"]["yaxis"]["ticktext"] == recorded.lr_tokens
+        assert fig["layout"]["xaxis"]["ticktext"] == recorded.en_tokens
+        np.testing.assert_array_equal(heatmap_z(fig), getattr(recorded, kind))
+    both = [plans.plan(s, 0) for s in (0, 4)]
+    assert not np.array_equal(both[0].plan, both[1].plan)  # training moved the plan
+    assert figs[0]["data"][0]["zmax"] == figs[2]["data"][0]["zmax"] == max(p.plan.max() for p in both)  # one scale
+    assert figs[1]["data"][0]["zmin"] == figs[3]["data"][0]["zmin"] == min(p.cost.min() for p in both)
+    record = json.loads((quick_sweep[0] / "cells" / "swa-minilm-L1-ot-s0" / "result.json").read_text())
+    start = next(e for e in record["evaluations"] if e["step"] == 0 and e["task"] == "headline")
+    header = at.markdown[0].value
+    assert header.startswith(f"**swa · minilm-L1 · ot · seed 0** · step 0 · mrr@10 {start['means']['mrr@10']:.3f}")
+    assert f"<P, C> = {(both[0].plan.astype(float) * both[0].cost).sum():.4f}" in header
+
+    panel = next(s for s in at.selectbox if s.label == "Panel pair")
+    assert len(panel.options) == len(plans.pairs) == 8
+    panel.set_value(5).run()  # an NTREX headline of the panel
+    assert not at.exception
+    assert figure_dicts(at)[2]["layout"]["yaxis"]["ticktext"] == plans.plan(4, 5).lr_tokens
+    assert plans.pairs[5][0] == "headline" and plans.pairs[5][2] in at.markdown[0].value
+
+
+def test_alignment_page_puts_two_cells_side_by_side_on_one_colour_scale(app_env, quick_sweep):
+    from optical_core.study.records import read_plans
+
+    at = open_page("pages/alignment.py")
+    at.selectbox(key="alignment-study").set_value(QUICK).run()
+    at.radio[1].set_value("another cell").run()
+    assert not at.exception
+    assert picked(at, "alignment-b") == ["swa", "minilm", 2, "ot", 0]  # the largest recorded size beside it
+    assert titles(at) == ["minilm-L1 ot, step 4: transport plan", "minilm-L1 ot, step 4: cost matrix",
+                          "minilm-L2 ot, step 4: transport plan", "minilm-L2 ot, step 4: cost matrix"]
+    figs = figure_dicts(at)
+    plans = [read_plans(quick_sweep[0] / "cells" / f"swa-minilm-L{n}-ot-s0").plan(4, 0) for n in (1, 2)]
+    np.testing.assert_array_equal(heatmap_z(figs[2]), plans[1].plan)
+    assert figs[0]["data"][0]["zmax"] == figs[2]["data"][0]["zmax"] == max(p.plan.max() for p in plans)
+    assert figs[1]["data"][0]["zmax"] == figs[3]["data"][0]["zmax"] == max(p.cost.max() for p in plans)
+    pick(at, "alignment-b", method="kd")  # the other objective: its plan is an inspection, on the same scale
+    assert titles(at)[2] == "minilm-L2 kd, step 4: transport plan" and not at.exception
+
+
+def test_alignment_page_says_a_cell_has_no_plan_records_and_offers_rebuild(app_env, quick_sweep, tmp_path,
+                                                                          monkeypatch):
+    import optical_core.store.locations as locations
+
+    study = tmp_path / "results" / "older"
+    shutil.copytree(quick_sweep[0], study)
+    (study / "cells" / "swa-minilm-L1-ot-s0" / "plans.npz").unlink()  # as a cell run before plan records existed
+    (study / "cells" / "swa-minilm-L2-ot-s0" / "plans.npz").write_bytes(b"PK\x03\x04 damaged")
+    monkeypatch.setattr(locations, "COMMITTED_STUDIES", tmp_path / "results")
+    calls = []
+
+    def rebuild_cell(study_dir, cell_id, checkpoints_root, on_step=None):  # the core's agreed signature
+        calls.append((Path(study_dir), cell_id, Path(checkpoints_root)))
+        on_step(types.SimpleNamespace(step=2))  # a StepLog
+        return "rebuilt: mrr@10 equal to the record"
+
+    monkeypatch.setitem(sys.modules, "optical_core.study.rebuild", types.SimpleNamespace(rebuild_cell=rebuild_cell))
+    at = open_page("pages/alignment.py")
+    at.selectbox(key="alignment-study").set_value("results/older").run()
+    pick(at, "alignment-a", size=1, method="ot")
+    assert [i.value for i in at.info] == ["swa-minilm-L1-ot-s0: no plans.npz (cells run before plan records existed; "
+                                          "rebuild the cell to see them)"]
+    assert not figures(at) and not at.exception
+    next(b for b in at.button if b.label == "Rebuild swa-minilm-L1-ot-s0").click().run()
+    assert calls == [(study, "swa-minilm-L1-ot-s0", app_env)]
+    assert [s.value for s in at.success] == ["rebuilt: mrr@10 equal to the record"]
+
+    pick(at, "alignment-a", size=2)
+    assert len(at.info) == 1 and at.info[0].value.startswith(f"{study}/cells/swa-minilm-L2-ot-s0/plans.npz: damaged (")
+    monkeypatch.setitem(sys.modules, "optical_core.study.rebuild", None)  # no rebuild in the core: no button
+    at.run()
+    assert not [b for b in at.button if b.label.startswith("Rebuild")] and len(at.info) == 1
+
+
+def test_compare_page_pairs_two_study_cells_from_their_records(app_env, quick_sweep):
+    from optical_core.data.clir import build_collection
+    from optical_core.evaluate.significance import paired_comparison
+    from optical_core.study.records import read_top_documents
+
+    at = open_page("pages/compare.py")
+    assert at.radio[0].value == "two study cells (their records: no weights needed)"
+    at.selectbox(key="compare-study").set_value(QUICK).run()
+    assert picked(at, "compare-a") == ["swa", "minilm", 1, "kd", 0]  # KD beside OT of the same student by default
+    assert picked(at, "compare-b") == ["swa", "minilm", 1, "ot", 0]
+    cells = quick_sweep[0] / "cells"
+    a, b = (pd.read_csv(cells / f"swa-minilm-L1-{m}-s0" / "per_query" / "step4_headline.csv") for m in ("kd", "ot"))
+    expected = paired_comparison(a["mrr@10"].to_numpy(), b["mrr@10"].to_numpy())
+    table = next(d.value for d in at.dataframe if "queries where A wins" in d.value.columns).iloc[0]
+    assert table["mean A"] == pytest.approx(expected.mean_a, abs=1e-4)
+    assert table["A - B"] == pytest.approx(expected.difference, abs=1e-4)
+    assert table["p_value"] == pytest.approx(expected.p_value, abs=1e-4) and table["queries"] == 123
+    diff = a["mrr@10"] - b["mrr@10"]
+    assert [table[f"queries where A {k}"] for k in ("wins", "ties", "loses")] == [
+        (diff > 0).sum(), (diff == 0).sum(), (diff < 0).sum()]
+
+    collection = build_collection("headline", "swa")
+    differ = next(d.value for d in at.dataframe if "query" in d.value.columns)
+    assert len(differ) == 10 and list(differ["diff"].abs()) == sorted(differ["diff"].abs(), reverse=True)
+    assert differ["diff"].abs().iloc[0] == pytest.approx(diff.abs().max(), abs=1e-4)
+    first = differ.iloc[0]
+    assert first["query"] == collection.queries[first.qid] and first.english == collection.query_translations[first.qid]
+    top_a = read_top_documents(cells / "swa-minilm-L1-kd-s0")[first.qid][:3]
+    shown = [m.value for m in at.expander[0].markdown]
+    assert len(at.expander) == 10 and at.expander[0].label.startswith(f"{first.qid} · A - B = ")
+    listed = [line for line in shown if re.match(r"[123]\. ", line)]
+    assert len(listed) == 6  # each side's top 3
+    for rank, doc in enumerate(top_a, 1):
+        line = listed[rank - 1]
+        assert f"`{doc}`: {collection.documents[doc][:50]}" in line
+        assert (":green-background[relevant] · " in line) == (doc in collection.qrels[first.qid])
+
+    pick(at, "compare-b", family="baseline", method="bm25")  # a baseline records scores, not documents
+    assert not at.exception and not at.error
+    assert any(c.value == "swa-baseline-bm25: baselines record their scores, not their retrieved documents."
+               for c in at.caption)
+    table = next(d.value for d in at.dataframe if "queries where A wins" in d.value.columns).iloc[0]
+    assert table["B"] == "swa-baseline-bm25" and table["queries"] == 123
+
+
+def test_compare_page_says_a_cell_without_top_documents_in_one_line(app_env):
+    at = open_page("pages/compare.py")
+    at.selectbox(key="compare-study").set_value("results/study").run()  # the committed study: records of before
+    pick(at, "compare-a", lang="hau", family="me5", size=1, method="kd", seed=0)
+    pick(at, "compare-b", lang="hau", family="me5", size=1, method="ot", seed=0)
+    assert not at.exception and not at.error
+    missing = [i.value for i in at.info if "top_documents.npz" in i.value]
+    if missing:  # until `optical rebuild` adds its records
+        assert missing == [f"hau-me5-L1-{m}-s0: no top_documents.npz (cells run before plan records existed; rebuild "
+                           "the cell to see them)" for m in ("kd", "ot")]
+    table = next(d.value for d in at.dataframe if "queries where A wins" in d.value.columns).iloc[0]
+    assert table["queries"] == 123  # the paired test needs only the per-query scores every cell has
+
+
+def test_search_page_ranks_a_headline_for_every_system_and_draws_the_plan_to_the_top_hit(app_env, teacher):
+    from optical_core.data.clir import build_collection
+    from optical_core.evaluate.search import search_all
+    from optical_core.store.checkpoints import load_checkpoint
+
+    at = open_page("pages/search.py")
+    assert at.selectbox[0].value == "tiny-me5-kd · kd · me5-L1 · hau · seed 0"
+    collection = build_collection("headline", "hau")
+    qid = next(iter(collection.queries))
+    assert at.selectbox[1].value == qid
+    student, _ = load_checkpoint(app_env / "tiny-me5-kd")
+    expected = search_all(collection.queries[qid], collection, teacher, student, k=5)
+    lines = [m.value for m in at.markdown]
+    headers = ["**student** (kd, me5-L1)", "**raw teacher**", "**BM25**", "**mE5 off the shelf**"]
+    assert [line for line in lines if line in headers] == headers
+    for system, header in zip(expected, headers):
+        shown = lines[lines.index(header) + 1: lines.index(header) + 1 + len(expected[system].doc_ids)]
+        assert [re.search(r"`(.+?)`", line).group(1) for line in shown] == expected[system].doc_ids, system
+        for line, doc in zip(shown, expected[system].doc_ids):
+            marked = line.startswith(tuple(f"{i}. :green-background[relevant] " for i in range(1, 6)))
+            assert marked == (doc in collection.qrels[qid])
+    assert expected["bm25"].doc_ids[0] in collection.qrels[qid]  # so one document is marked
+    top = expected["student"].doc_ids[0]
+    assert titles(at) == [f"query -> {top}: transport plan"]
+    plan = heatmap_z(figure_dicts(at)[0])
+    assert abs(plan.sum() - 1) < 1e-5 and plan.shape[1] == 62  # the document's first 62 tokens
+    assert not at.error and not at.exception
+
+
+def test_search_page_refuses_bad_queries_in_one_line(app_env):
+    at = open_page("pages/search.py")
+    at.radio[0].set_value("type your own").run()
+    for text, message in [("   ", "Type a query (or pick an NTREX headline): the query is empty."),
+                          ("abc " * 1300, "The query has 5,199 characters; at most 5,000 are searched"),
+                          ("ሰላም ለዓለም እንዴት ነህ", "The student's tokenizer does not know this script: 100%")]:
+        at.text_area[0].set_value(text).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert len(at.error) == 1 and at.error[0].value.startswith(message), at.error[0].value
+        assert not figures(at)
+    at.text_area[0].set_value("Gwamnatin Najeriya ta ce za ta gina sabbin makarantu").run()
+    assert not at.error and "A typed query has no relevance judgement: no document is marked." in [
+        c.value for c in at.caption]
 
 
 def test_checkpoints_page_lists_a_broken_checkpoint_and_keeps_working(app_env):
@@ -266,6 +482,12 @@ def test_train_page_runs_a_tiny_training_to_a_saved_checkpoint(app_env):
     assert [at.selectbox[i].label for i in (1, 2)] == ["Student family", "Size (first L layers)"]
     assert [at.number_input[i].label for i in (3, 5, 6)] == ["n pairs", "batch size", "max length"]
     assert at.radio[0].label == "Objective" and at.radio[0].value == "kd"
+    assert at.radio[0].options == ["KD", "OT", "OT+KD"]  # the study's three objectives, by name
+    head = next(s for s in at.selectbox if s.label == "Head initialisation")
+    assert head.options == ["ridge", "procrustes", "random"] and head.value == "ridge"  # from StudentSpec.head_init
+    assert next(n for n in at.number_input if n.label == "KD weight w (OT+KD)").value == 10.0  # the study's OT+KD
+    at.radio[0].set_value("ot-kd")
+    head.set_value("procrustes")
     at.selectbox[1].set_value("minilm")
     at.selectbox[2].set_value(1)
     at.number_input[3].set_value(16)  # pairs
@@ -278,9 +500,12 @@ def test_train_page_runs_a_tiny_training_to_a_saved_checkpoint(app_env):
         at.run()
     assert not at.exception
     assert len(at.success) == 1, [m.value for m in at.markdown][:5]
-    saved = re.fullmatch(r"Saved checkpoint (.*/swa-minilm-L1-kd-s0-[0-9a-f]{8})", at.success[0].value)
+    saved = re.fullmatch(r"Saved checkpoint (.*/swa-minilm-L1-ot-s0-[0-9a-f]{8})", at.success[0].value)
     assert saved, at.success[0].value
     assert Path(saved.group(1)).parent == app_env and (Path(saved.group(1)) / "manifest.json").is_file()
+    config = json.loads((Path(saved.group(1)) / "manifest.json").read_text())["config"]
+    assert (config["loss"]["method"], config["loss"]["kd_weight"]) == ("ot", 10.0)  # OT+KD: OT with a KD term
+    assert config["student"]["head_init"] == "procrustes"
     table = at.dataframe[-1].value  # the start beside the trained student, so a user sees what training did
     assert list(table.student) == ["start (step 0, before any update)", "trained (2 steps)", "trained - start"]
     assert abs(table["mrr@10"].iloc[2] - (table["mrr@10"].iloc[1] - table["mrr@10"].iloc[0])) < 1e-3

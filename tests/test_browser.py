@@ -1,9 +1,14 @@
 """One end-to-end test in a real headless Chromium (Debian's), driving the running app.
 
 Set OPTICAL_SCREENSHOTS=<dir> to save a screenshot of every page (the README's pictures).
+
+The app is the committed one, with the quick sweep listed through OPTICAL_RUNS (sweeps under runs/ are listed):
+the Alignment and Compare pages open on the first study with plan and top-document records, which is the quick
+sweep while no committed results/study cell has them (its cells ran before those records existed).
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -18,7 +23,9 @@ from .conftest import PROJECT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAGES = [("", "Does student size change"), ("train", "Train a student"), ("alignment", "Token alignments"),
-         ("scaling", "Scaling results"), ("compare", "Compare checkpoints"), ("checkpoints", "Checkpoints")]
+         ("scaling", "Scaling results"), ("compare", "Compare students"), ("search", "Search"),
+         ("checkpoints", "Checkpoints")]
+TALL = {"alignment": 1700, "compare": 1700, "search": 2300}  # screenshots that show more than the first screen
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -73,12 +80,27 @@ def test_every_page_renders_in_headless_chromium(server):
             assert page.locator("[data-testid='stException']").count() == 0, path
             if path == "":
                 page.get_by_text("OT minus KD in mrr@10").first.wait_for(timeout=60_000)
-            if path == "alignment":
+            if path == "alignment":  # a study cell's recorded plans at two steps, no weights loaded
+                page.locator(".js-plotly-plot").nth(3).wait_for(timeout=120_000)
+                headers = page.get_by_text(re.compile(r" · step \d+ · mrr@10 ")).all_inner_texts()
+                steps = {re.search(r" · step (\d+) · ", h).group(1) for h in headers}
+                assert len(headers) == 2 and len(steps) == 2, headers  # one cell, two of its recorded steps
+            if path == "compare":  # two study cells from their records
+                page.get_by_text("Queries where they differ most").wait_for(timeout=120_000)
+                page.get_by_text(re.compile(r"· A - B = [+-]")).first.click()
+                page.get_by_text(re.compile(r", its top 3$")).first.wait_for(timeout=60_000)
+            if path == "search":  # the student, the raw teacher, BM25 and mE5 side by side, and the plan
+                page.get_by_text("mE5 off the shelf").first.wait_for(timeout=300_000)
                 page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
+                assert page.get_by_text("relevant", exact=True).count() >= 1  # the headline's own article
+            assert page.locator("[data-testid='stException']").count() == 0, path
             if shots:
                 Path(shots).mkdir(parents=True, exist_ok=True)
+                page.set_viewport_size({"width": 1400, "height": TALL.get(path, 1000)})
+                page.locator("h1").first.scroll_into_view_if_needed()  # from the top, whatever was opened
                 page.wait_for_timeout(1500)
                 page.screenshot(path=str(Path(shots) / f"{path or 'overview'}.png"), full_page=False)
+                page.set_viewport_size({"width": 1400, "height": 1000})
         browser.close()
     server_log = log.read_text(errors="replace")
     # The file watcher is off (.streamlit/config.toml): a watched project once filled the log with these.
