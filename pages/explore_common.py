@@ -38,8 +38,9 @@ def pick_study(container, key: str, prefer=lambda cells: True) -> tuple[str, Pat
     label = container.selectbox("Study", labels, index=default, key=key,
                                 help="Committed studies under results/, then sweeps under runs/ (OPTICAL_RUNS).")
     cells, unreadable = study_cells(studies[label])
-    for line in unreadable:
-        container.warning(line)
+    if unreadable:  # listed, never a traceback; a study of another format says so once, not per cell
+        more = f" (and {len(unreadable) - 3} more)" if len(unreadable) > 3 else ""
+        container.warning(f"{len(unreadable)} cell records unreadable: " + "; ".join(unreadable[:3]) + more)
     return label, studies[label], cells
 
 

@@ -35,7 +35,11 @@ else:
     lang = entry.manifest.lang
     c2.text_input("Language", lang, disabled=True, help="The student's own language.")
 k = c3.slider("Top k", 3, 20, 5)
-collection = collection_of(lang)
+try:
+    collection = collection_of(lang)
+except DataError as err:  # a language without NTREX files here
+    st.error(str(err))
+    st.stop()
 headlines = list(collection.queries)
 source = st.radio("Query", ["pick an NTREX headline", "type your own"], horizontal=True)
 if source == "type your own":
