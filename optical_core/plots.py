@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -14,10 +16,11 @@ METHOD_COLOURS = {"kd": "#1f77b4", "ot": "#d62728", "ot-kd": "#2ca02c", "untrain
 AXIS_LABELS = {"params_non_embedding": "non-embedding parameters", "params_total": "total parameters"}
 
 
-def _band(x, low, high, colour, name, legendgroup, row=None, col=None):
-    return go.Scatter(x=list(x) + list(x)[::-1], y=list(high) + list(low)[::-1], fill="toself",
-                      fillcolor=colour, opacity=0.2, line=dict(width=0), hoverinfo="skip", showlegend=False,
-                      name=f"{name} 95% CI", legendgroup=legendgroup)
+def _band(x, low, high, colour, name, legendgroup) -> dict:
+    """A 95% CI band (a closed polygon); a plain trace dict: plotly validates it once, when it is added."""
+    return dict(type="scatter", x=list(x) + list(x)[::-1], y=list(high) + list(low)[::-1], fill="toself",
+                fillcolor=colour, opacity=0.2, line=dict(width=0), hoverinfo="skip", showlegend=False,
+                name=f"{name} 95% CI", legendgroup=legendgroup)
 
 
 def size_ticks(table: pd.DataFrame, axis: str, counts: bool = True) -> dict:
@@ -121,29 +124,38 @@ def learning_curve_figure(curves: pd.DataFrame, baselines: dict[str, float] | No
     names = [f"{f}-L{n}" for f, n in sizes]
     fig = make_subplots(rows=1, cols=len(sizes), subplot_titles=names, shared_yaxes=True)
     methods = sorted(curves.method.unique())
+    # one line per size and method: the mean over languages at each step
+    lines = dict(list(curves.groupby(["family", "layers", "method", "step"], as_index=False).agg(
+        mean=("mean", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"),
+        collapsed=("collapsed", "any")).groupby(["family", "layers", "method"]))) if len(curves) else {}
+    traces, columns, shapes, notes = [], [], [], []
     for c, (family, layers) in enumerate(sizes, start=1):
-        sub = curves[(curves.family == family) & (curves.layers == layers)]
         for i, method in enumerate(methods):
-            g = sub[sub.method == method].groupby("step", as_index=False).agg(
-                mean=("mean", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"),
-                collapsed=("collapsed", "any")).sort_values("step")
-            if g.empty:
+            g = lines.get((family, layers, method))
+            if g is None:
                 continue
+            g = g.sort_values("step")
             colour = METHOD_COLOURS.get(method, qualitative.D3[(i + 2) % 10])
-            fig.add_trace(_band(g.step, g.ci_low, g.ci_high, colour, method, method), row=1, col=c)
-            fig.add_trace(go.Scatter(x=g.step, y=g["mean"], mode="lines+markers", name=method, legendgroup=method,
-                                     showlegend=c == 1, line=dict(color=colour),
-                                     marker=dict(symbol=["x" if x else "circle" for x in g.collapsed], size=9),
-                                     hovertemplate=f"{method}<br>step %{{x}}<br>%{{y:.3f}}<extra></extra>"),
-                          row=1, col=c)
+            traces += [_band(g.step, g.ci_low, g.ci_high, colour, method, method),
+                       dict(type="scatter", x=g.step.tolist(), y=g["mean"].tolist(), mode="lines+markers", name=method,
+                            legendgroup=method, showlegend=c == 1, line=dict(color=colour),
+                            marker=dict(symbol=["x" if x else "circle" for x in g.collapsed], size=9),
+                            hovertemplate=f"{method}<br>step %{{x}}<br>%{{y:.3f}}<extra></extra>")]
+            columns += [c, c]
+        axis = "" if c == 1 else str(c)  # a panel's baselines span its x domain at their y value
         for name, value in (baselines or {}).items():
-            fig.add_hline(y=value, line=dict(color="grey", dash="dot", width=1), annotation_text=name,
-                          annotation_position="top left", row=1, col=c)
-        fig.update_xaxes(title_text="training step", row=1, col=c)
+            shapes.append(dict(type="line", xref=f"x{axis} domain", yref=f"y{axis}", x0=0, x1=1, y0=value, y1=value,
+                               line=dict(color="grey", dash="dot", width=1)))
+            notes.append(dict(xref=f"x{axis} domain", yref=f"y{axis}", x=0, y=value, text=name, showarrow=False,
+                              xanchor="left", yanchor="bottom"))
+    # one call for all traces, shapes and notes: added one by one, plotly re-walks every subplot each time
+    fig.add_traces(traces, rows=[1] * len(traces), cols=columns)
+    fig.update_xaxes(title_text="training step")
     metric = curves.metric.iloc[0] if len(curves) else ""
     fig.update_yaxes(title_text=metric, row=1, col=1)
     fig.update_layout(title=title or f"{metric} along training (x: collapsed, query cosine > 0.9)", height=400,
-                      margin=dict(t=70, l=40, r=20, b=40))
+                      margin=dict(t=70, l=40, r=20, b=40),
+                      **(dict(shapes=shapes, annotations=list(fig.layout.annotations) + notes) if notes else {}))
     return fig
 
 
@@ -190,8 +202,38 @@ def export_figure(fig: go.Figure, path_without_suffix: Path | str, png: bool = T
     fig.write_html(written[0], include_plotlyjs="cdn")
     if png:
         try:
-            fig.write_image(base.with_suffix(".png"), width=1100, height=fig.layout.height or 450, scale=1)
+            _start_image_server()
+            with warnings.catch_warnings():  # plotly's note that a running image server ignores its options
+                warnings.filterwarnings("ignore", "The kopts argument is ignored", UserWarning)
+                fig.write_image(base.with_suffix(".png"), width=1100, height=fig.layout.height or 450, scale=1)
             written.append(base.with_suffix(".png"))
         except Exception:  # kaleido needs a Chrome binary; HTML is the portable export
             pass
     return written
+
+
+_images = {"blocks": 0, "server": False}  # open `image_server` blocks; whether their browser has started
+
+
+@contextlib.contextmanager
+def image_server():
+    """One headless browser for every PNG written inside the block (blocks may nest), started by the first PNG:
+    without it kaleido starts one per image (seconds each)."""
+    _images["blocks"] += 1
+    try:
+        yield
+    finally:
+        _images["blocks"] -= 1
+        if _images["blocks"] == 0 and _images["server"]:
+            import kaleido
+
+            kaleido.stop_sync_server(silence_warnings=True)
+            _images["server"] = False
+
+
+def _start_image_server() -> None:
+    if _images["blocks"] and not _images["server"]:
+        import kaleido
+
+        kaleido.start_sync_server(silence_warnings=True)
+        _images["server"] = True

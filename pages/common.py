@@ -1,4 +1,7 @@
-"""Shared app state: cached models, the job manager, and small display helpers (app layer only)."""
+"""Shared app state: cached models, the job manager, and small display helpers (app layer only).
+
+The teacher, the job manager and checkpoints need torch: they are imported when a page first asks for them, so
+that the pages that only read a study (the Overview first) open without loading torch."""
 
 from __future__ import annotations
 
@@ -8,13 +11,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from optical_core.evaluate.scoring import prefetch_documents
-from optical_core.jobs import JobManager
-from optical_core.models.encoders import load_teacher
-from optical_core.settings import default_of, setting_field
-from optical_core.store.checkpoints import load_checkpoint
+from optical_core.settings import PRIMARY_METRIC, default_of, setting_field
 from optical_core.store.locations import SUPERSEDED, checkpoint_root
 from optical_core.study.summary import SUMMARY_FILE, load_summary
+
+if typing.TYPE_CHECKING:
+    from optical_core.jobs import JobManager
 
 LICENCES = ("NTREX-128 (Federmann, Kocmi & Xin, 2022), CC BY-SA 4.0: held-out CLIR test. "
             "MAFAND-MT (Adelani et al., NAACL 2022), CC BY-NC 4.0 (research use): training bitext. "
@@ -27,6 +29,9 @@ OT_CHOICES_NOTE = ("OPTICAL's exact OT settings (cost, marginals, epsilon, itera
 
 @st.cache_resource(show_spinner="Loading the teacher (all-MiniLM-L6-v2)...")
 def teacher():
+    from optical_core.evaluate.scoring import prefetch_documents
+    from optical_core.models.encoders import load_teacher
+
     encoder = load_teacher()
     prefetch_documents(encoder)  # the Train page's evaluation then finds the documents encoded
     return encoder
@@ -34,11 +39,15 @@ def teacher():
 
 @st.cache_resource
 def job_manager() -> JobManager:
+    from optical_core.jobs import JobManager
+
     return JobManager(checkpoint_root())
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading checkpoint...")
 def cached_checkpoint(path: str, mtime: float):
+    from optical_core.store.checkpoints import load_checkpoint
+
     return load_checkpoint(path)
 
 
@@ -52,7 +61,7 @@ def study_summary(path: str, metric: str, stamps: tuple):
     return load_summary(Path(path), metric=metric)
 
 
-def load_study(path: Path, metric: str = "mrr@10"):
+def load_study(path: Path, metric: str = PRIMARY_METRIC):
     """The study's summary, cached until its table, status, SUPERSEDED note or published analysis changes."""
     study = Path(path)
     files = [study / name for name in ("results.csv", "status.json", SUPERSEDED) if (study / name).is_file()]

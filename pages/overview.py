@@ -2,7 +2,7 @@ import streamlit as st
 
 from optical_core.plots import gain_figure, learning_curve_figure
 from optical_core.store.locations import study_dirs
-from optical_core.study.summary import budget_note
+from optical_core.study.summary import budget_note, sweep_budget
 from pages.common import LICENCES, OT_CHOICES_NOTE, load_study
 
 st.title("Does student size change the gain of OT distillation over KD?")
@@ -17,13 +17,15 @@ st.markdown(
 studies = study_dirs()
 if not studies:
     st.info("No study results yet. Run `python -m optical_core sweep --config configs/quick.toml` "
-            "(minutes) or `configs/default.toml` (the reference study), then reload.")
+            "(minutes), then reload.")
     st.stop()
 
-label = st.selectbox("Study", list(studies), help="The committed reference study, or your own sweeps under runs/.")
+label = st.selectbox("Study", list(studies), help="The committed studies, the full study first (a superseded one is "
+                     "labelled so; the superseded first study is archived unread under results/archive/), then your "
+                     "own sweeps under runs/.")
 summary = load_study(studies[label])
 sweep = summary.sweep
-budget = (sweep.get("config") or {}).get("budget", {})
+budget = sweep_budget(sweep)
 st.subheader("The answer")
 if summary.superseded:
     st.error(summary.superseded)

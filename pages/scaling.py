@@ -1,6 +1,7 @@
 import streamlit as st
 
 from optical_core.plots import accuracy_figure, gain_figure, learning_curve_figure, size_effect_figure
+from optical_core.settings import HEADLINE_METRICS
 from optical_core.store.locations import study_dirs
 from optical_core.study.analysis import where_kd_learned
 from pages.common import load_study
@@ -13,7 +14,7 @@ if not studies:
 
 c1, c2, c3 = st.columns(3)
 label = c1.selectbox("Study", list(studies))
-metric = c2.selectbox("Metric", ["mrr@10", "ndcg@10", "recall@1", "recall@5", "recall@10"])
+metric = c2.selectbox("Metric", HEADLINE_METRICS)
 axis = c3.radio("Size axis", ["params_non_embedding", "params_total"], horizontal=True,
                 format_func=lambda a: "non-embedding params" if a == "params_non_embedding" else "total params")
 summary = load_study(studies[label], metric)

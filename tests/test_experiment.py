@@ -48,7 +48,7 @@ def test_rerun_skips_finished_cells(quick_sweep):
 def test_a_sweep_resumes_from_its_published_records_alone(quick_sweep, tmp_path, monkeypatch):
     """A fresh machine has only the committed records (no runs/, no weights): resuming trains nothing finished."""
     import optical_core.study.sweep as experiment
-    from optical_core.study.summary import publish_sweep
+    from optical_core.study.publish import publish_sweep
 
     out, config, table = quick_sweep
     published = tmp_path / "results" / "quick"
@@ -202,8 +202,10 @@ def test_ols_slope_matches_scipy_linregress():
 
 
 def test_analysis_of_the_quick_sweep_exports_tables_and_figures(quick_sweep, tmp_path):
+    from optical_core.study.publish import export_analysis
+
     out, _, _ = quick_sweep
-    summary = analyse_sweep(out, export_to=tmp_path / "analysis", n_boot=100)
+    summary = export_analysis(out, tmp_path / "analysis", n_boot=100)
     assert set(summary.gains.layers) == {1, 2} and summary.verdict
     assert (tmp_path / "analysis" / "gain_vs_size_minilm.html").is_file()
     assert (tmp_path / "analysis" / "gains.csv").is_file()
@@ -282,8 +284,10 @@ def test_comparing_a_sweep_with_itself_finds_no_difference(quick_sweep):
 
 
 def test_exported_verdict_states_the_regime_before_any_trend(quick_sweep, tmp_path):
+    from optical_core.study.publish import export_analysis
+
     out, _, _ = quick_sweep
-    analyse_sweep(out, export_to=tmp_path)
+    export_analysis(out, tmp_path)
     first = (tmp_path / "verdict.md").read_text().split("\n\n")[0]
     assert first.startswith("Regime (headline, mrr@10): each objective beats its start (paired over queries, "
                             "p < 0.05) in this many size-language cells: minilm kd in ")
@@ -291,7 +295,7 @@ def test_exported_verdict_states_the_regime_before_any_trend(quick_sweep, tmp_pa
 
 
 def test_published_analysis_covers_mrr_and_ndcg(quick_sweep, tmp_path):
-    from optical_core.study.summary import write_analysis
+    from optical_core.study.publish import write_analysis
 
     out, _, _ = quick_sweep
     summary = write_analysis(out, tmp_path)

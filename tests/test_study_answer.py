@@ -7,7 +7,7 @@ import pytest
 
 from optical_core.study.analysis import slopes_along_training
 from optical_core.study.curves import collapse_counts
-from optical_core.study.report import regime_summary
+from optical_core.study.analysis import regime_summary
 
 
 def _rows(cell_id, method, flags, family="me5", layers=1):
@@ -120,10 +120,10 @@ def _crafted_sweep(root, rng):
 
 
 def test_the_verdicts_numbers_are_the_exported_tables_numbers(tmp_path):
-    from optical_core.study.summary import analyse_sweep
+    from optical_core.study.publish import export_analysis
 
     _crafted_sweep(tmp_path, np.random.default_rng(5))
-    summary = analyse_sweep(tmp_path, n_boot=50, export_to=tmp_path / "analysis")
+    summary = export_analysis(tmp_path, tmp_path / "analysis", n_boot=50, figures=False)
     text = summary.families["fam"]
     slopes = pd.read_csv(tmp_path / "analysis" / "slopes.csv")
     pooled = slopes[slopes.scope == "pooled"].set_index("y")
@@ -142,11 +142,12 @@ def test_the_verdicts_numbers_are_the_exported_tables_numbers(tmp_path):
 
 
 def test_a_published_summary_reads_back_as_the_analysis_and_goes_stale_with_its_results(tmp_path):
-    from optical_core.study.summary import analyse_sweep, load_summary, published_summary
+    from optical_core.study.publish import export_analysis
+    from optical_core.study.summary import load_summary, published_summary
 
     _crafted_sweep(tmp_path, np.random.default_rng(5))
     assert published_summary(tmp_path) is None  # nothing exported yet
-    fresh = analyse_sweep(tmp_path, n_boot=50, export_to=tmp_path / "analysis")
+    fresh = export_analysis(tmp_path, tmp_path / "analysis", n_boot=50, figures=False)
     read = published_summary(tmp_path)
     assert read is not None and read.verdict == fresh.verdict and read.families == fresh.families
     assert read.regime == fresh.regime and read.devices == fresh.devices and read.cell_hours == fresh.cell_hours

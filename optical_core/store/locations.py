@@ -1,12 +1,16 @@
-"""Where the app finds studies and checkpoints on disk."""
+"""Where the app finds studies and checkpoints on disk. Listing studies imports no torch (reading a published
+study never needs it); listing checkpoints reads their manifests through store/checkpoints, imported then."""
 
 from __future__ import annotations
 
 import os
+import typing
 from pathlib import Path
 
 from optical_core.data.corpora import PROJECT_ROOT
-from optical_core.store.checkpoints import CheckpointEntry, list_checkpoints
+
+if typing.TYPE_CHECKING:
+    from optical_core.store.checkpoints import CheckpointEntry
 
 COMMITTED_STUDIES = PROJECT_ROOT / "results"  # one folder per published study (archive/ holds no table)
 HEADLINE_STUDY = "study"  # results/study: the study that answers the question, listed (and opened) first
@@ -60,6 +64,8 @@ def study_dirs() -> dict[str, Path]:
 
 def all_checkpoints() -> list[CheckpointEntry]:
     """The app's checkpoints, then those kept by sweeps (runs/<sweep>/cells/<cell>/checkpoint)."""
+    from optical_core.store.checkpoints import CheckpointEntry, list_checkpoints
+
     entries = list_checkpoints(checkpoint_root())
     root = runs_root()
     if root.is_dir():

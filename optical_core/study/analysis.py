@@ -4,7 +4,8 @@ Per (family, size, language), over seeds: the absolute difference OT - KD of a m
 relative gain (OT - KD) / KD. Their 95% CIs are a paired bootstrap that resamples seeds and queries together
 (OT and KD share seeds, batches and queries). The scaling effect is an OLS slope on log10(non-embedding
 params): pooled over languages (with a per-language intercept) and per language, with a t-based 95% CI and
-p-value; of the absolute difference everywhere, of the relative gain only where KD beats its start.
+p-value; of the absolute difference everywhere, of the relative gain only where KD beats its start. The
+regime (did the students learn: each objective against its start, and the baselines) comes before any trend.
 """
 
 from __future__ import annotations
@@ -14,9 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from optical_core.evaluate.significance import paired_comparison
+from optical_core.evaluate.significance import (
+    PerQueryStore,
+    bootstrap_indices,
+    per_query_store,
+    resampled_means,
+    runs_of,
+    sign_flip_p,
+)
+from optical_core.settings import PRIMARY_METRIC
 
 GROUP = ["family", "layers", "lang"]
 GAIN_COLUMNS = GROUP + ["untrained_mean", "kd_above_floor", "ot_above_floor", "metric", "n_seeds", "n_queries",
@@ -24,33 +32,17 @@ GAIN_COLUMNS = GROUP + ["untrained_mean", "kd_above_floor", "ot_above_floor", "m
                         "gain_ci_high", "abs_diff", "abs_ci_low", "abs_ci_high"]
 
 
-def _per_query_matrix(out_dir: Path, rows: pd.DataFrame, metric: str) -> tuple[np.ndarray, list[int]]:
-    """[seeds, queries] matrix of a metric, rows ordered by seed, queries by qid."""
-    rows = rows.sort_values("seed")
-    frames = [pd.read_csv(out_dir / f).sort_values("qid")[metric].to_numpy() for f in rows["per_query_file"]]
-    return np.vstack(frames), rows["seed"].tolist()
-
-
-def _bootstrap_indices(n_seeds: int, n_queries: int, n_boot: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    return rng.integers(0, n_seeds, (n_boot, n_seeds)), rng.integers(0, n_queries, (n_boot, n_queries))
-
-
-def _resampled_means(matrix: np.ndarray, seeds_idx: np.ndarray, query_idx: np.ndarray) -> np.ndarray:
-    # mean over resampled seeds of the mean over resampled queries
-    per_seed = np.stack([matrix[:, q].mean(axis=1) for q in query_idx])  # [boot, seeds]
-    return np.take_along_axis(per_seed, seeds_idx, axis=1).mean(axis=1)
-
-
-def accuracy_table(results: pd.DataFrame, out_dir: Path | str, metric: str = "mrr@10", n_boot: int = 1000,
-                   seed: int = 0) -> pd.DataFrame:
-    """Mean metric per (family, size, language, method) over seeds, with a seed x query bootstrap CI."""
-    out_dir, rng = Path(out_dir), np.random.default_rng(seed)
+def accuracy_table(results: pd.DataFrame, scores: PerQueryStore | Path | str, metric: str = PRIMARY_METRIC,
+                   n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Mean metric per (family, size, language, method) over seeds, with a seed x query bootstrap CI (one
+    generator for the whole table: each group's draws follow the previous group's). `scores`: the study's
+    per-query files (a folder or a shared store)."""
+    scores, rng = per_query_store(scores), np.random.default_rng(seed)
     trained = results[(results.metric == metric) & (results.family != "baseline")]
     rows = []
     for key, group in trained.groupby(GROUP + ["method"], sort=True):
-        matrix, seeds = _per_query_matrix(out_dir, group, metric)
-        s_idx, q_idx = _bootstrap_indices(*matrix.shape, n_boot, rng)
-        boot = _resampled_means(matrix, s_idx, q_idx)
+        matrix, seeds = scores.matrix(runs_of(group), metric)
+        boot = resampled_means(matrix, *bootstrap_indices(*matrix.shape, n_boot, rng))
         rows.append(dict(zip(GROUP + ["method"], key), metric=metric, mean=matrix.mean(),
                          ci_low=np.percentile(boot, 2.5), ci_high=np.percentile(boot, 97.5), n_seeds=len(seeds),
                          n_queries=matrix.shape[1], params_total=int(group.params_total.iloc[0]),
@@ -58,10 +50,10 @@ def accuracy_table(results: pd.DataFrame, out_dir: Path | str, metric: str = "mr
     return pd.DataFrame(rows)
 
 
-def gain_table(results: pd.DataFrame, out_dir: Path | str, metric: str = "mrr@10", n_boot: int = 1000,
-               seed: int = 0) -> pd.DataFrame:
+def gain_table(results: pd.DataFrame, scores: PerQueryStore | Path | str, metric: str = PRIMARY_METRIC,
+               n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Relative gain (OT - KD) / KD and absolute difference per (family, size, language), with 95% CIs."""
-    out_dir, rng = Path(out_dir), np.random.default_rng(seed)
+    scores, rng = per_query_store(scores), np.random.default_rng(seed)
     sub = results[(results.metric == metric) & results.method.isin(["kd", "ot"])]
     rows = []
     for key, group in sub.groupby(GROUP, sort=True):
@@ -69,14 +61,14 @@ def gain_table(results: pd.DataFrame, out_dir: Path | str, metric: str = "mrr@10
         common = sorted(set(kd_rows.seed) & set(ot_rows.seed))
         if not common:
             continue
-        kd, _ = _per_query_matrix(out_dir, kd_rows[kd_rows.seed.isin(common)], metric)
-        ot, _ = _per_query_matrix(out_dir, ot_rows[ot_rows.seed.isin(common)], metric)
-        s_idx, q_idx = _bootstrap_indices(*kd.shape, n_boot, rng)  # the same draws for both: paired
-        kd_boot, ot_boot = _resampled_means(kd, s_idx, q_idx), _resampled_means(ot, s_idx, q_idx)
+        kd, _ = scores.matrix(runs_of(kd_rows[kd_rows.seed.isin(common)]), metric)
+        ot, _ = scores.matrix(runs_of(ot_rows[ot_rows.seed.isin(common)]), metric)
+        s_idx, q_idx = bootstrap_indices(*kd.shape, n_boot, rng)  # the same draws for both: paired
+        kd_boot, ot_boot = resampled_means(kd, s_idx, q_idx), resampled_means(ot, s_idx, q_idx)
         with np.errstate(divide="ignore", invalid="ignore"):
             gain_boot = (ot_boot - kd_boot) / kd_boot
         kd_mean, ot_mean = kd.mean(), ot.mean()
-        floor = _above_floor(out_dir, results, key, metric, {"kd": kd, "ot": ot})
+        floor = _above_floor(scores, results, key, metric, {"kd": kd, "ot": ot})
         rows.append(dict(zip(GROUP, key), **floor, metric=metric, n_seeds=len(common), n_queries=kd.shape[1],
                          params_total=int(group.params_total.iloc[0]),
                          params_non_embedding=int(group.params_non_embedding.iloc[0]),
@@ -88,18 +80,19 @@ def gain_table(results: pd.DataFrame, out_dir: Path | str, metric: str = "mrr@10
     return pd.DataFrame(rows, columns=GAIN_COLUMNS)  # the columns even before any OT/KD pair finished
 
 
-def _above_floor(out_dir: Path, results: pd.DataFrame, key: tuple, metric: str, trained: dict) -> dict:
+def _above_floor(scores: PerQueryStore, results: pd.DataFrame, key: tuple, metric: str, trained: dict) -> dict:
     """Whether each method's seed-averaged per-query scores beat the untrained student (paired test, p<0.05)."""
     family, layers, lang = key
     floor = results[(results.metric == metric) & (results.method == "untrained") & (results.family == family)
                     & (results.layers == layers) & (results.lang == lang)]
     if floor.empty:
         return {"untrained_mean": np.nan, "kd_above_floor": None, "ot_above_floor": None}
-    untrained = pd.read_csv(out_dir / floor.per_query_file.iloc[0]).sort_values("qid")[metric].to_numpy()
+    untrained = scores.scores(floor.per_query_file.iloc[0])[metric]
     out = {"untrained_mean": float(untrained.mean())}
     for method, matrix in trained.items():
-        cmp = paired_comparison(matrix.mean(axis=0), untrained)
-        out[f"{method}_above_floor"] = bool(cmp.difference > 0 and cmp.p_value < 0.05)
+        seed_means = matrix.mean(axis=0)  # per query
+        out[f"{method}_above_floor"] = bool((seed_means - untrained).mean() > 0
+                                            and sign_flip_p(seed_means, untrained) < 0.05)
     return out
 
 
@@ -121,6 +114,8 @@ class Slope:
 def ols_slope(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, scope: str = "", y_name: str = "",
               level: float = 0.95) -> Slope:
     """OLS slope of y on x, with one intercept per group when `groups` is given; t-based CI and p."""
+    from scipy import stats  # a second to import: a reader of published tables never needs it
+
     x, y = np.asarray(x, float), np.asarray(y, float)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
@@ -300,3 +295,62 @@ def slopes_along_training(differences: pd.DataFrame) -> pd.DataFrame:
 
 def slopes_frame(slopes: list[Slope]) -> pd.DataFrame:
     return pd.DataFrame([asdict(s) | {"spans_zero": s.spans_zero} for s in slopes])
+
+
+def regime(results: pd.DataFrame, starts: pd.DataFrame, metric: str, task: str) -> str:
+    """The first sentence of any verdict: did the students learn, and how far from the baselines are they."""
+    if starts.empty:
+        return "No trained cell has finished yet."
+    final = results[results.final & (results.metric == metric) & (results.task == task)]
+    baselines = final[final.family == "baseline"].groupby("method").value.mean()
+    parts = []
+    languages = starts.lang.nunique()
+    for (lang, family, layers), g in starts.groupby(["lang", "family", "layers"]):
+        kd = g[g.method == "kd"]
+        learned = [f"{r.method} {r.diff:+.3f} (p={r.p_value:.2g})" for r in g.itertuples()]
+        start = g.mean_start.iloc[0]
+        kd_text = ""
+        if len(kd):
+            k = kd.iloc[0]
+            change = ("improves on" if k["diff"] > 0 and k.p_value < 0.05 else
+                      "falls below" if k["diff"] < 0 and k.p_value < 0.05 else "does not move off")
+            kd_text = f"KD {change} its start"
+        name = f"{lang} {family}-L{layers}" if languages > 1 else f"{family}-L{layers}"
+        parts.append(f"{name} starts at {start:.3f}; {kd_text}; change from start at the last step: "
+                     + ", ".join(learned))
+    base = ", ".join(f"{name} {value:.3f}" for name, value in baselines.items())
+    return (f"Regime ({task}, {metric}): " + "; ".join(parts) + "." + (f" Baselines on the same queries: {base}."
+                                                                        if base else ""))
+
+
+def regime_summary(results: pd.DataFrame, starts: pd.DataFrame, metric: str, task: str) -> str:
+    """The regime in a few lines for a grid of any size: in how many size-language cells each objective moved
+    off its start, each size's start and last step (means over languages and seeds), and the baselines on the
+    same queries. `regime` gives the same per cell, with p-values."""
+    if starts.empty:
+        return "No trained cell has finished yet."
+    final = results[results.final & (results.metric == metric) & (results.task == task)]
+    # baselines on the trained students' languages only (a partial grid may have scored more)
+    final = final[(final.family == "baseline") & final.lang.isin(set(starts.lang))]
+    baselines = final.groupby("method").value.mean()
+    languages = starts.lang.nunique()
+    counts = []
+    for family, f in starts.groupby("family", sort=True):
+        parts = []
+        for method, g in f.groupby("method", sort=True):
+            up = int(((g["diff"] > 0) & (g.p_value < 0.05)).sum())
+            down = int(((g["diff"] < 0) & (g.p_value < 0.05)).sum())
+            parts.append(f"{method} in {up} of {len(g)}" + (f" (and falls below it in {down})" if down else ""))
+        counts.append(f"{family} " + ", ".join(parts))
+    sizes = []
+    for (family, layers), g in starts.groupby(["family", "layers"], sort=True):
+        start = g.groupby("lang").mean_start.first().mean()
+        finals = g.groupby("method").mean_final.mean()
+        sizes.append(f"{family}-L{layers} {start:.3f} -> " + ", ".join(f"{m} {v:.3f}" for m, v in finals.items()))
+    where = f"{languages} language{'s' if languages > 1 else ''}"
+    text = (f"Regime ({task}, {metric}): each objective beats its start (paired over queries, p < 0.05) in "
+            "this many size-language cells: " + "; ".join(counts) + f". Start -> last step, mean over {where}: "
+            + "; ".join(sizes) + ".")
+    if len(baselines):
+        text += " Baselines on the same queries: " + ", ".join(f"{n} {v:.3f}" for n, v in baselines.items()) + "."
+    return text

@@ -7,43 +7,36 @@ relative gain is only meaningful where the baseline itself has learned something
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from optical_core.evaluate.significance import paired_comparison
+from optical_core.evaluate.significance import (
+    PerQueryStore,
+    bootstrap_means,
+    per_query_store,
+    read_per_query,
+    runs_of,
+    sign_flip_p,
+    sign_flip_ps,
+)
+from optical_core.settings import PRIMARY_METRIC
 
 CELL = ["family", "layers", "lang"]
 
 
-def _matrix(out_dir: Path, rows: pd.DataFrame, metric: str) -> tuple[np.ndarray, list[int]]:
-    """[seeds, queries] of a metric from per-query files, rows ordered by seed, queries by qid."""
-    rows = rows.sort_values("seed")
-    frames = [pd.read_csv(out_dir / f).sort_values("qid")[metric].to_numpy() for f in rows["per_query_file"]]
-    return np.vstack(frames), rows["seed"].tolist()
-
-
-def _bootstrap_means(matrix: np.ndarray, rng, n_boot: int) -> np.ndarray:
-    """Means over a resample of seeds and, independently, of queries (the same draws for paired matrices
-    come from the same rng state: call with a fresh rng of the same seed)."""
-    n_seeds, n_queries = matrix.shape
-    seeds = rng.integers(0, n_seeds, (n_boot, n_seeds))
-    queries = rng.integers(0, n_queries, (n_boot, n_queries))
-    per_seed = np.stack([matrix[:, q].mean(axis=1) for q in queries])  # [boot, seeds]
-    return np.take_along_axis(per_seed, seeds, axis=1).mean(axis=1)
-
-
-def curve_table(results: pd.DataFrame, out_dir: Path | str, metric: str = "mrr@10", task: str = "headline",
-                n_boot: int = 500, seed: int = 0) -> pd.DataFrame:
-    """One row per (family, size, language, method, step): the mean over seeds x queries with a 95% CI, and
-    the collapse and alignment measures recorded at that step."""
-    out_dir = Path(out_dir)
+def curve_table(results: pd.DataFrame, scores: PerQueryStore | Path | str, metric: str = PRIMARY_METRIC,
+                task: str = "headline", n_boot: int = 500, seed: int = 0) -> pd.DataFrame:
+    """One row per (family, size, language, method, step): the mean over seeds x queries with a 95% CI (a fresh
+    generator of `seed` per row), and the collapse and alignment measures recorded at that step."""
+    scores = per_query_store(scores)
     rows = results[(results.metric == metric) & (results.task == task) & (results.family != "baseline")]
     out = []
     for key, group in rows.groupby(CELL + ["method", "step"], sort=True):
-        matrix, seeds = _matrix(out_dir, group, metric)
-        boot = _bootstrap_means(matrix, np.random.default_rng(seed), n_boot)
+        matrix, seeds = scores.matrix(runs_of(group), metric)
+        boot = bootstrap_means(matrix, np.random.default_rng(seed), n_boot)
         out.append(dict(zip(CELL + ["method", "step"], key), task=task, metric=metric, mean=matrix.mean(),
                         ci_low=np.percentile(boot, 2.5), ci_high=np.percentile(boot, 97.5), n_seeds=len(seeds),
                         n_queries=matrix.shape[1], query_cosine=group.query_cosine.mean(),
@@ -53,62 +46,105 @@ def curve_table(results: pd.DataFrame, out_dir: Path | str, metric: str = "mrr@1
     return pd.DataFrame(out)
 
 
-def paired_difference(out_dir: Path, rows_a: pd.DataFrame, rows_b: pd.DataFrame, metric: str, n_boot: int = 500,
-                      seed: int = 0) -> dict:
-    """A - B over the seeds both have: mean, a 95% bootstrap CI over seeds x queries (paired draws), and the
-    two-sided randomisation p of the seed-averaged per-query differences."""
-    common = sorted(set(rows_a.seed) & set(rows_b.seed))
-    a, _ = _matrix(out_dir, rows_a[rows_a.seed.isin(common)], metric)
-    b, _ = _matrix(out_dir, rows_b[rows_b.seed.isin(common)], metric)
-    boot = _bootstrap_means(a - b, np.random.default_rng(seed), n_boot)
-    test = paired_comparison(a.mean(axis=0), b.mean(axis=0), seed=seed)
-    return dict(mean_a=a.mean(), mean_b=b.mean(), diff=(a - b).mean(), ci_low=np.percentile(boot, 2.5),
-                ci_high=np.percentile(boot, 97.5), p_value=test.p_value, n_seeds=len(common))
+def paired_differences(scores: PerQueryStore | Path | str, pairs: list[tuple[list, list]], metric: str,
+                       n_boot: int = 500, seed: int = 0) -> list[dict]:
+    """A - B of each pair of systems (their runs: (seed, per-query file), `runs_of`), over the seeds both have:
+    mean, a 95% bootstrap CI over seeds x queries (paired draws, a fresh generator of `seed` per pair), and the
+    two-sided randomisation p of the seed-averaged per-query differences (all pairs tested together)."""
+    scores = per_query_store(scores)
+    out, tests = [], []
+    for runs_a, runs_b in pairs:
+        common = {s for s, _ in runs_a} & {s for s, _ in runs_b}
+        a, _ = scores.matrix([run for run in runs_a if run[0] in common], metric)
+        b, _ = scores.matrix([run for run in runs_b if run[0] in common], metric)
+        boot = bootstrap_means(a - b, np.random.default_rng(seed), n_boot)
+        out.append(dict(mean_a=a.mean(), mean_b=b.mean(), diff=(a - b).mean(), ci_low=np.percentile(boot, 2.5),
+                        ci_high=np.percentile(boot, 97.5), p_value=np.nan, n_seeds=len(common)))
+        tests.append((a.mean(axis=0), b.mean(axis=0)))
+    for row, p_value in zip(out, sign_flip_ps(tests, seed=seed)):
+        row["p_value"] = p_value
+    return out
 
 
-def _final_step(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows[rows.step == rows.step.max()]
+def _systems(rows: pd.DataFrame, key: list[str]) -> dict[tuple, list[dict]]:
+    """The rows of each `key` value (sorted as a groupby sorts them), each row a dict, in table order: one pass
+    over the table instead of a filter per group (a publish makes thousands of pairs)."""
+    columns = list(dict.fromkeys(key + ["method", "seed", "per_query_file", "step", "params_non_embedding"]))
+    grouped: dict[tuple, list[dict]] = {}
+    for values in zip(*(rows[c].tolist() for c in columns)):
+        record = dict(zip(columns, values))
+        grouped.setdefault(tuple(record[k] for k in key), []).append(record)
+    return dict(sorted(grouped.items()))
 
 
-def versus_start_table(results: pd.DataFrame, out_dir: Path | str, metric: str = "mrr@10",
+def _runs(records: list[dict]) -> list[tuple[int, str]]:
+    return [(r["seed"], r["per_query_file"]) for r in records]
+
+
+def versus_start_table(results: pd.DataFrame, scores: PerQueryStore | Path | str, metric: str = PRIMARY_METRIC,
                        task: str = "headline") -> pd.DataFrame:
     """Each trained method at its last step minus its own step 0 (the linear-map start), paired. Where a
     task is scored at the last step only (siblings), the start is the size's `untrained` cell: the same
     model as every seed's step 0 (the head is fitted in closed form; evaluation has no dropout)."""
-    out_dir = Path(out_dir)
     scored = results[(results.metric == metric) & (results.task == task) & (results.family != "baseline")]
-    rows = scored[scored.method != "untrained"]
-    out = []
-    for key, group in rows.groupby(CELL + ["method"], sort=True):
-        last = _final_step(group)
-        start = group[group.step == 0]
-        if start.empty:
-            family, layers, lang = key[:3]
-            untrained = scored[(scored.method == "untrained") & (scored.family == family)
-                               & (scored.layers == layers) & (scored.lang == lang)]
-            if untrained.empty:
+    untrained = _systems(scored[scored.method == "untrained"], CELL)
+    keys, pairs = [], []
+    for key, records in _systems(scored[scored.method != "untrained"], CELL + ["method"]).items():
+        final_step = max(r["step"] for r in records)
+        last = [r for r in records if r["step"] == final_step]
+        start = _runs([r for r in records if r["step"] == 0])
+        if not start:
+            if key[:3] not in untrained:
                 continue
-            start = pd.concat([untrained.iloc[:1].assign(seed=s) for s in sorted(last.seed)])
-        out.append(dict(zip(CELL + ["method"], key), task=task, metric=metric, final_step=int(last.step.iloc[0]),
-                        **{k.replace("_a", "_final").replace("_b", "_start") if k in ("mean_a", "mean_b") else k: v
-                           for k, v in paired_difference(out_dir, last, start, metric).items()}))
-    return pd.DataFrame(out)
+            start = [(s, untrained[key[:3]][0]["per_query_file"]) for s in sorted(r["seed"] for r in last)]
+        keys.append(dict(zip(CELL + ["method"], key), task=task, metric=metric, final_step=int(final_step)))
+        pairs.append((_runs(last), start))
+    names = {"mean_a": "mean_final", "mean_b": "mean_start"}
+    return pd.DataFrame([dict(k, **{names.get(name, name): v for name, v in d.items()})
+                         for k, d in zip(keys, paired_differences(scores, pairs, metric))])
 
 
-def method_difference_table(results: pd.DataFrame, out_dir: Path | str, a: str, b: str = "kd",
-                            metric: str = "mrr@10", task: str = "headline") -> pd.DataFrame:
+def method_difference_table(results: pd.DataFrame, scores: PerQueryStore | Path | str, a: str, b: str = "kd",
+                            metric: str = PRIMARY_METRIC, task: str = "headline") -> pd.DataFrame:
     """Method `a` minus method `b` at every step both were evaluated on (same seeds, batches, queries)."""
-    out_dir = Path(out_dir)
     rows = results[(results.metric == metric) & (results.task == task) & results.method.isin([a, b])]
-    out = []
-    for key, group in rows.groupby(CELL + ["step"], sort=True):
-        rows_a, rows_b = group[group.method == a], group[group.method == b]
-        if rows_a.empty or rows_b.empty:
+    keys, pairs = [], []
+    for key, records in _systems(rows, CELL + ["step"]).items():
+        runs_a, runs_b = [r for r in records if r["method"] == a], [r for r in records if r["method"] == b]
+        if not runs_a or not runs_b:
             continue
-        out.append(dict(zip(CELL + ["step"], key), a=a, b=b, task=task, metric=metric,
-                        params_non_embedding=group.params_non_embedding.iloc[0],
-                        **paired_difference(out_dir, rows_a, rows_b, metric)))
-    return pd.DataFrame(out)
+        keys.append(dict(zip(CELL + ["step"], key), a=a, b=b, task=task, metric=metric,
+                         params_non_embedding=records[0]["params_non_embedding"]))
+        pairs.append((_runs(runs_a), _runs(runs_b)))
+    return pd.DataFrame([dict(k, **d) for k, d in zip(keys, paired_differences(scores, pairs, metric))])
+
+
+def trained_methods(results: pd.DataFrame) -> list[str]:
+    """The trained objectives of a results table (kd, ot, variants): neither the start nor a baseline."""
+    return sorted(set(results[results.family != "baseline"].method) - {"untrained"})
+
+
+@dataclass(frozen=True)
+class CurveTables:
+    """One task's learning curves, each objective against its start, and each objective minus `compare_with` at
+    every step: computed once, read by the verdict (regime, size effect along training) and by the report."""
+
+    task: str
+    compare_with: str
+    curves: pd.DataFrame
+    starts: pd.DataFrame
+    differences: pd.DataFrame
+
+
+def curve_tables(results: pd.DataFrame, scores: PerQueryStore | Path | str, metric: str = PRIMARY_METRIC,
+                 task: str = "headline", compare_with: str = "kd") -> CurveTables:
+    """The three tables of a task, the per-query files read once for all of them."""
+    scores = per_query_store(scores)
+    differences = [method_difference_table(results, scores, m, compare_with, metric, task)
+                   for m in trained_methods(results) if m != compare_with]
+    return CurveTables(task, compare_with, curve_table(results, scores, metric, task),
+                       versus_start_table(results, scores, metric, task),
+                       pd.concat([d for d in differences if len(d)] or [pd.DataFrame()], ignore_index=True))
 
 
 def collapse_counts(results: pd.DataFrame) -> pd.DataFrame:
@@ -126,7 +162,7 @@ def collapse_counts(results: pd.DataFrame) -> pd.DataFrame:
             .astype({"collapsed_cells": int, "collapsed_at_end": int}))
 
 
-def compare_sweeps(dir_a: Path | str, dir_b: Path | str, metric: str = "mrr@10",
+def compare_sweeps(dir_a: Path | str, dir_b: Path | str, metric: str = PRIMARY_METRIC,
                    task: str = "headline") -> pd.DataFrame:
     """The same cells run twice (e.g. bf16 vs float32): per cell and step, both values, their paired
     difference over queries with its p-value, and the rank correlation of the two per-query score lists."""
@@ -142,10 +178,9 @@ def compare_sweeps(dir_a: Path | str, dir_b: Path | str, metric: str = "mrr@10",
     b = b[(b.metric == metric) & (b.task == task)]
     rows = []
     for r in a.merge(b, on=key, suffixes=("_a", "_b")).itertuples():
-        qa = pd.read_csv(dir_a / r.per_query_file_a).sort_values("qid")[metric].to_numpy()
-        qb = pd.read_csv(dir_b / r.per_query_file_b).sort_values("qid")[metric].to_numpy()
-        test = paired_comparison(qa, qb)
+        qa = read_per_query(dir_a / r.per_query_file_a)[metric]
+        qb = read_per_query(dir_b / r.per_query_file_b)[metric]
         rows.append(dict(cell_id=r.cell_id, step=r.step, task=task, metric=metric, a=r.value_a, b=r.value_b,
-                         diff=r.value_a - r.value_b, p_value=test.p_value,
+                         diff=r.value_a - r.value_b, p_value=sign_flip_p(qa, qb),
                          spearman=stats.spearmanr(qa, qb).statistic if np.std(qa) and np.std(qb) else np.nan))
     return pd.DataFrame(rows)

@@ -1,31 +1,36 @@
-"""The study's answer from a finished sweep directory: tables, slopes, verdict and figures."""
+"""Reading a study: its answer (tables, slopes, verdict) as a `StudySummary`, from the analysis its publish
+wrote (seconds) or, for a sweep without a current one, analysed afresh from its records (minutes). Nothing
+here writes a file or imports torch; `study/publish.py` writes what this reads."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pandas as pd
 
-from optical_core.plots import accuracy_figure, export_figure, gain_figure, size_effect_figure
-from optical_core.settings import Budget, from_mapping
-from optical_core.store.atomic import atomic_write_text
+from optical_core.evaluate.significance import PerQueryStore, per_query_store
+from optical_core.settings import FULL_PRECISION, PRIMARY_METRIC, Budget, from_mapping
 from optical_core.store.locations import superseded_reason
 from optical_core.study.analysis import (
     accuracy_table,
     gain_table,
+    regime_summary,
     relative_slopes,
     scaling_slopes,
     slopes_along_training,
     slopes_frame,
     verdict,
-    where_kd_learned,
 )
-from optical_core.study.curves import collapse_counts, curve_table, method_difference_table, versus_start_table
-from optical_core.study.report import regime_summary, write_curve_report
+from optical_core.study.curves import CurveTables, collapse_counts, curve_tables
 from optical_core.study.results import final_results
+
+# Every published study is analysed in its headline metric (analysis/) and in nDCG@10 (analysis/ndcg10/).
+ANALYSED_METRICS = {PRIMARY_METRIC: ".", "ndcg@10": "ndcg10"}
+SUMMARY_FILE = "summary.json"  # the verdict's parts and a hash of the results table they were computed from
+OPTIONAL_TABLES = {"along": "slopes_along_training.csv", "collapses": "collapse_counts.csv"}
 
 
 @dataclass
@@ -46,6 +51,7 @@ class StudySummary:
     superseded: str | None = None  # why the study no longer answers the question, if it does not
     along: pd.DataFrame | None = None  # each objective minus KD: the slope on size at every evaluated step
     collapses: pd.DataFrame | None = None  # collapsed cells per family, size and objective
+    curve_tables: CurveTables | None = None  # a fresh analysis' tables of its task, for the report (not published)
 
     @property
     def provenance(self) -> str:
@@ -54,10 +60,11 @@ class StudySummary:
 
 
 def budget_note(sweep: dict) -> str:
-    b = (sweep.get("config") or {}).get("budget") or {}
+    b = sweep_budget(sweep)
     if not b:
         return ""
-    steps = from_mapping(Budget, b, "budget").steps
+    known = {f.name for f in fields(Budget)}  # a record may hold settings this version no longer has
+    steps = from_mapping(Budget, {k: v for k, v in b.items() if k in known}, "budget").steps
     return (f"Budget: {b['n_pairs']} bitext pairs x {b['epochs']} epochs ({steps} steps of batch {b['batch_size']}, "
             f"max length {b['max_length']}) per student.")
 
@@ -72,20 +79,22 @@ def completeness(sweep_dir: Path) -> str:
     return f"In progress: {done} of {cells} cells have finished, and every number here covers only those."
 
 
-def analyse_sweep(sweep_dir: Path, metric: str = "mrr@10", export_to: Path | None = None,
-                  n_boot: int = 1000, figures: bool = True) -> StudySummary:
+def analyse_sweep(sweep_dir: Path, metric: str = PRIMARY_METRIC, n_boot: int = 1000,
+                  scores: PerQueryStore | None = None) -> StudySummary:
+    """The study's answer computed from its results table and per-query files (`scores`: those files, when
+    another table has read them already)."""
     sweep_dir = Path(sweep_dir)
+    scores = per_query_store(scores or sweep_dir)
     everything = pd.read_csv(sweep_dir / "results.csv")
     results = final_results(everything)
     sweep = _sweep_record(sweep_dir)
-    accuracy = accuracy_table(results, sweep_dir, metric, n_boot)
-    gains = gain_table(results, sweep_dir, metric, n_boot)
-    task = _task(sweep)
-    curves, regime_text, along, collapses = None, "", None, None
+    accuracy = accuracy_table(results, scores, metric, n_boot)
+    gains = gain_table(results, scores, metric, n_boot)
+    tables, regime_text, along, collapses = None, "", None, None
     if "step" in everything and everything.step.nunique() > 1:
-        curves = curve_table(everything, sweep_dir, metric, task)
-        regime_text = regime_summary(everything, versus_start_table(everything, sweep_dir, metric, task), metric, task)
-        along = _along_training(everything, sweep_dir, metric, task)
+        tables = curve_tables(everything, scores, metric, sweep_task(sweep))
+        regime_text = regime_summary(everything, tables.starts, metric, tables.task)
+        along = _along_training(tables.differences)
         collapses = collapse_counts(everything)
     note = budget_note(sweep)
     families, slope_frames = {}, []
@@ -96,12 +105,10 @@ def analyse_sweep(sweep_dir: Path, metric: str = "mrr@10", export_to: Path | Non
         slope_frames += [slopes_frame(absolute + relative).assign(family=family)]
     slopes = pd.concat(slope_frames, ignore_index=True) if slope_frames else pd.DataFrame()
     devices = sorted({json.loads(p.read_text()).get("device", "?") for p in sweep_dir.glob("cells/*/manifest.json")})
-    summary = StudySummary(metric, results, accuracy, gains, slopes, _headline(sweep_dir, regime_text, families),
-                           families, sweep, baselines_of(results, metric), devices, cell_hours_of(results), curves,
-                           regime_text, superseded_reason(sweep_dir), along, collapses)
-    if export_to is not None:
-        export_summary(summary, Path(export_to), figures, results_file=sweep_dir / "results.csv")
-    return summary
+    return StudySummary(metric, results, accuracy, gains, slopes, _headline(sweep_dir, regime_text, families),
+                        families, sweep, baselines_of(results, metric), devices, cell_hours_of(results),
+                        None if tables is None else tables.curves, regime_text, superseded_reason(sweep_dir), along,
+                        collapses, tables)
 
 
 def _headline(sweep_dir: Path, regime_text: str, families: dict[str, str]) -> str:
@@ -123,46 +130,17 @@ def _of_family(table: pd.DataFrame | None, family: str) -> pd.DataFrame | None:
     return table[table.family == family] if table is not None and len(table) else None
 
 
-def _along_training(everything: pd.DataFrame, sweep_dir: Path, metric: str, task: str) -> pd.DataFrame:
-    """Each trained objective minus KD: its slope on size at every evaluated step, per family."""
-    trained = sorted(set(everything[everything.family != "baseline"].method) - {"untrained", "kd"})
+def _along_training(differences: pd.DataFrame) -> pd.DataFrame:
+    """Each trained objective minus KD (`CurveTables.differences`): its slope on size at every evaluated step,
+    per objective, then per family."""
     frames = []
-    for method in trained:
-        differences = method_difference_table(everything, sweep_dir, method, "kd", metric, task)
-        for family, g in differences.groupby("family") if len(differences) else []:
+    for method in sorted(set(differences.a)) if len(differences) else []:
+        for family, g in differences[differences.a == method].groupby("family"):
             frames.append(slopes_along_training(g).assign(family=family, a=method, b="kd"))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-SUMMARY_FILE = "summary.json"  # the verdict's parts and a hash of the results table they were computed from
-OPTIONAL_TABLES = {"along": "slopes_along_training.csv", "collapses": "collapse_counts.csv"}
-
-
-def export_summary(summary: StudySummary, out: Path, figures: bool = True, results_file: Path | None = None) -> None:
-    """Tables, verdict and figures; with `results_file` (the study's results.csv) also summary.json, from which
-    `published_summary` rebuilds this summary without recomputing a bootstrap."""
-    out.mkdir(parents=True, exist_ok=True)
-    summary.accuracy.to_csv(out / "accuracy.csv", index=False)
-    summary.gains.to_csv(out / "gains.csv", index=False)
-    summary.slopes.to_csv(out / "slopes.csv", index=False)
-    for field, name in OPTIONAL_TABLES.items():
-        if getattr(summary, field) is not None:
-            getattr(summary, field).to_csv(out / name, index=False)
-    if summary.curves is not None:
-        summary.curves.to_csv(out / f"curves_{_task(summary.sweep)}.csv", index=False)
-    if results_file is not None:
-        atomic_write_text(out / SUMMARY_FILE, json.dumps({
-            "metric": summary.metric, "results_sha256": _sha256(results_file), "regime": summary.regime,
-            "families": summary.families, "devices": summary.devices}, indent=1) + "\n")
-    # The regime (did the students learn?) comes before any trend, as in the app.
-    paragraphs = ([summary.superseded] if summary.superseded else []) + ([summary.regime] if summary.regime else [])
-    paragraphs += [f"**{f}**: {v}" for f, v in summary.families.items()]
-    atomic_write_text(out / "verdict.md", "\n\n".join(paragraphs) + "\n")
-    if figures:
-        export_figures(summary, out)
-
-
-def published_summary(study_dir: Path, metric: str = "mrr@10") -> StudySummary | None:
+def published_summary(study_dir: Path, metric: str = PRIMARY_METRIC) -> StudySummary | None:
     """The summary that `write_analysis` exported under <study>/analysis for this metric, read back from its
     tables; None when there is none, or when the study's results table changed since (analyse it afresh)."""
     study_dir = Path(study_dir)
@@ -176,7 +154,7 @@ def published_summary(study_dir: Path, metric: str = "mrr@10") -> StudySummary |
         saved = json.loads(file.read_text())
     except (ValueError, UnicodeDecodeError):
         return None  # a damaged file: the fresh analysis is the safe answer
-    if not _well_formed(saved, metric) or saved["results_sha256"] != _sha256(study_dir / "results.csv"):
+    if not _well_formed(saved, metric) or saved["results_sha256"] != sha256_of(study_dir / "results.csv"):
         return None
     try:
         everything = pd.read_csv(study_dir / "results.csv")
@@ -185,7 +163,7 @@ def published_summary(study_dir: Path, metric: str = "mrr@10") -> StudySummary |
         tables = {name: _read_table(out / f"{name}.csv") for name in ("accuracy", "gains", "slopes")}
         # along training, collapses and curves exist only for a study with several evaluated steps
         optional = {field: _read_table(out / name) if multi_step else None for field, name in OPTIONAL_TABLES.items()}
-        curves = _read_table(out / f"curves_{_task(sweep)}.csv") if multi_step else None
+        curves = _read_table(out / f"curves_{sweep_task(sweep)}.csv") if multi_step else None
     except (ValueError, OSError):  # a damaged table (pandas' parser errors are ValueErrors)
         return None
     if any(t is None for t in tables.values()) or (multi_step and curves is None):
@@ -208,7 +186,7 @@ def _well_formed(saved, metric: str) -> bool:
             and isinstance(saved.get("devices"), list) and strings(saved["devices"]))
 
 
-def load_summary(study_dir: Path, metric: str = "mrr@10") -> StudySummary:
+def load_summary(study_dir: Path, metric: str = PRIMARY_METRIC) -> StudySummary:
     """The published summary when it is current, else a fresh analysis (minutes for a large study)."""
     return published_summary(study_dir, metric) or analyse_sweep(study_dir, metric)
 
@@ -228,68 +206,27 @@ def _sweep_record(sweep_dir: Path) -> dict:
     return json.loads(file.read_text()) if file.is_file() else {}
 
 
-def _task(sweep: dict) -> str:
-    return (sweep.get("config") or {}).get("task", "headline")
+# sweep.json in either layout: a run template ([run]) and an evaluation plan ([eval]), or (the studies published
+# before the EvalPlan) the budget, the precision and the task side by side in the config.
+
+def sweep_budget(sweep: dict) -> dict:
+    config = sweep.get("config") or {}
+    return (config.get("run") or {}).get("budget") or config.get("budget") or {}
 
 
-def _sha256(path: Path) -> str:
+def sweep_task(sweep: dict) -> str:
+    config = sweep.get("config") or {}
+    return (config.get("eval") or {}).get("task") or config.get("task", "headline")
+
+
+def sweep_precision(sweep: dict) -> str:
+    config = sweep.get("config") or {}
+    return (config.get("run") or {}).get("precision") or config.get("precision", FULL_PRECISION)
+
+
+def sweep_eval_steps(sweep: dict) -> list[int] | None:
+    return ((sweep.get("config") or {}).get("eval") or {}).get("steps") or sweep_budget(sweep).get("eval_steps")
+
+
+def sha256_of(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def export_figures(summary: StudySummary, out: Path) -> None:
-    metric = summary.metric
-    for family in summary.gains.family.unique():
-        gains = summary.gains[summary.gains.family == family]
-        export_figure(gain_figure(gains, y="abs_diff", title=f"{family}: OT - KD in {metric} vs student size"),
-                      out / f"difference_vs_size_{family}")
-        learned, _ = where_kd_learned(gains)  # a relative gain only where KD moved off its start
-        export_figure(gain_figure(learned, title=f"{family}: OT-vs-KD gain in {metric} vs student size, where KD "
-                                                 f"beats its start ({len(learned)} of {len(gains)} cells)"),
-                      out / f"gain_vs_size_{family}")
-        export_figure(accuracy_figure(summary.accuracy[summary.accuracy.family == family],
-                                      title=f"{family}: {metric} vs student size"),
-                      out / f"accuracy_vs_size_{family}")
-        if summary.along is not None and len(summary.along):
-            export_figure(size_effect_figure(summary.along[summary.along.family == family],
-                                             f"{family}: slope of (objective - KD) in {metric} on log10(size), "
-                                             "by step"),
-                          out / f"size_effect_{family}")
-
-
-# Every published study is analysed in its headline metric (analysis/) and in nDCG@10 (analysis/ndcg10/).
-ANALYSED_METRICS = {"mrr@10": ".", "ndcg@10": "ndcg10"}
-
-
-def write_analysis(study_dir: Path, out: Path) -> StudySummary:
-    """Tables, verdict and (for a study with learning curves) the curve report per analysed metric, figures for
-    the headline metric (the app draws any metric's); returns the headline metric's summary."""
-    summaries = {}
-    for metric, folder in ANALYSED_METRICS.items():
-        figures = metric == "mrr@10"
-        summaries[metric] = analyse_sweep(study_dir, metric, export_to=out / folder, figures=figures)
-        if summaries[metric].curves is not None:
-            write_curve_report(study_dir, out / folder, metric=metric, figures=figures)
-    return summaries["mrr@10"]
-
-
-PUBLISHED_FILES = ("result.json", "per_query.csv", "manifest.json", "train_log.jsonl", "failed.json")
-
-
-def publish_sweep(sweep_dir: Path, dest: Path) -> None:
-    """Copy a sweep's tables and per-cell records (never its checkpoints) so that they can be committed."""
-    import shutil
-
-    sweep_dir, dest = Path(sweep_dir), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("results.csv", "results.parquet", "sweep.json", "status.json"):
-        if (sweep_dir / name).is_file():
-            shutil.copy2(sweep_dir / name, dest / name)
-    for cell in sorted((sweep_dir / "cells").iterdir()):
-        if not ((cell / "result.json").is_file() or (cell / "failed.json").is_file()):
-            continue  # still running (a sweep published in chunks): its partial files stay behind
-        files = [cell / name for name in PUBLISHED_FILES] + sorted((cell / "per_query").glob("*.csv"))
-        for file in files:
-            if file.is_file():
-                target = dest / "cells" / cell.name / file.relative_to(cell)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(file, target)
