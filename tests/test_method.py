@@ -136,7 +136,7 @@ def test_mean_pairwise_cosine_by_hand():
 @pytest.mark.parametrize("lang", ["swa", "hau"])
 def test_dev_collection_is_disjoint_from_training_and_test(lang):
     dev = dev_collection(lang)
-    train, _ = training_bitext(lang)
+    train, _ = training_bitext(lang, None)
     seen = {normalise(x) for x in train.source + train.target}
     test = {normalise(x) for x in heldout_texts(lang)}
     texts = [normalise(x) for x in list(dev.queries.values()) + list(dev.documents.values())]

@@ -152,9 +152,10 @@ def remove_heldout_overlap(bitext: Bitext, heldout: list[str], ngram: int = 8) -
 
 
 @functools.lru_cache(maxsize=16)
-def training_bitext(lang: str, n_pairs: int | None = None, data_dir: Path | None = None,
+def training_bitext(lang: str, n_pairs: int | None, data_dir: Path | None = None,
                     data_seed: int = 0) -> tuple[Bitext, DedupReport]:
-    """MAFAND bitext for `lang` with every NTREX overlap removed, then `n_pairs` drawn with a fixed seed.
+    """MAFAND bitext for `lang` with every NTREX overlap removed, then `n_pairs` drawn with a fixed seed (None:
+    every pair; a run's count is its Budget.n_pairs, the one place its default is written).
 
     The draw does not depend on the run seed, so all cells of a study see the same pairs.
     """

@@ -31,7 +31,7 @@ from optical_core.models.encoders import (
     load_backbone,
     load_tokenizer,
 )
-from optical_core.settings import LossConfig, StudentSpec, TrainConfig, from_mapping
+from optical_core.settings import FULL_PRECISION, LossConfig, StudentSpec, TrainConfig, from_mapping
 from optical_core.store.atomic import atomic_write_text
 from optical_core.store.locks import LockHeld, file_lock
 
@@ -64,7 +64,7 @@ class RunManifest:
     wall_time_s: float
     created: str
     notes: list[str] = field(default_factory=list)
-    precision: str = "float32"  # what the encoder's matmuls ran in ("auto" in the config, resolved here)
+    precision: str = FULL_PRECISION  # what the encoder's matmuls ran in ("auto" in the config, resolved here)
     format: int = MANIFEST_FORMAT
 
     @property

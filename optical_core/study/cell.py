@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -99,9 +100,10 @@ def top_documents_file(evaluations: list[StepEvaluation], step: int, tasks: tupl
     return buffer.getvalue()
 
 
-def run_cell(cell: Cell, config: SweepConfig, teacher: Encoder) -> dict[str, bytes]:
+def run_cell(cell: Cell, config: SweepConfig, teacher: Encoder, on_step: Callable | None = None) -> dict[str, bytes]:
     """Run one cell: a baseline, the untrained start, or a trained student scored along training as the sweep's
-    EvalPlan says. Returns its records (path relative to the cell's folder -> content); writes nothing."""
+    EvalPlan says. Returns its records (path relative to the cell's folder -> content); writes nothing.
+    `on_step(StepLog)` follows the training (progress)."""
     started = time.perf_counter()
     files: dict[str, bytes] = {}
     record = dict(asdict(cell), cell_id=cell.id, task=config.eval.task, settings=cell_settings(cell, config))
@@ -120,7 +122,7 @@ def run_cell(cell: Cell, config: SweepConfig, teacher: Encoder) -> dict[str, byt
             evaluator.records = [evaluator.score(0, student.encoder, task) for task in config.eval.all_tasks]
             selected = 0
         else:
-            result = train(tc, teacher=teacher, evaluator=evaluator)
+            result = train(tc, teacher=teacher, evaluator=evaluator, on_step=on_step)
             params = result.student.params
             selected = result.selected_step
             with tempfile.TemporaryDirectory() as tmp:  # the run's records (and weights) as save_run writes them

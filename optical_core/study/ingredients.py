@@ -59,7 +59,7 @@ def data_table(langs: list[str] | None = None) -> pd.DataFrame:
     for lang in langs:
         row = dict(lang=lang)
         try:
-            bitext, report = training_bitext(lang)
+            bitext, report = training_bitext(lang, None)
             row.update(training_source="; ".join(bitext.notes) or "train split", pairs_raw=report.kept + report.dropped,
                        dropped_exact=report.dropped_exact, dropped_ngram=report.dropped_ngram, pairs_kept=report.kept)
         except DataError:

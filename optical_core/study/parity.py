@@ -20,7 +20,7 @@ import torch
 from optical_core.data.bitext import training_bitext
 from optical_core.distil.train import _start, make_optimizer, resolve_device, training_plan
 from optical_core.models.encoders import Encoder
-from optical_core.settings import EvalPlan, TrainConfig
+from optical_core.settings import FULL_PRECISION, EvalPlan, TrainConfig
 from optical_core.store.export import sentence_model
 
 
@@ -35,7 +35,7 @@ def train_with_sentence_transformers(config: TrainConfig, teacher: Encoder, data
 
     if config.loss.method != "kd" or config.loss.kd_weight:
         raise ValueError("the parity run is for plain KD")
-    config = replace(config, precision="float32")
+    config = replace(config, precision=FULL_PRECISION)
     budget = config.budget
     device = resolve_device(config.device)
     teacher.to(device)
@@ -96,7 +96,7 @@ def kd_parity(config: TrainConfig, teacher: Encoder, out: Path | str, tasks: tup
     from optical_core.store.atomic import atomic_write_text
     from optical_core.store.provenance import git_commit, library_versions, utc_now
 
-    config = replace(config, precision="float32")
+    config = replace(config, precision=FULL_PRECISION)
     out = Path(out)
     (out / "per_query").mkdir(parents=True, exist_ok=True)
     evaluator = RunEvaluator(teacher, config.lang, EvalPlan(tasks=tuple(tasks)), record_plans=False)
