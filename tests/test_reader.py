@@ -77,9 +77,9 @@ def crafted_study(root, collapsed=("aaa", 1, "ot", 1)):
         rows.append(dict(cell_id=f"{lang}-baseline-bm25", lang=lang, family="baseline", method="bm25", layers=0,
                          seed=0, step=0, task="headline", final=True, metric="mrr@10", value=0.7, wall_time_s=1.0))
     pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
-    budget = dict(n_pairs=64, epochs=1, max_steps=10, batch_size=32, max_length=48, lr=1e-4, head_lr_multiplier=1.0,
-                  eval_steps=[0, 10])
-    (root / "sweep.json").write_text(json.dumps({"config": {"name": "crafted", "task": "headline", "budget": budget},
+    budget = dict(n_pairs=64, epochs=1, max_steps=10, batch_size=32, max_length=48, lr=1e-4, head_lr_multiplier=1.0)
+    (root / "sweep.json").write_text(json.dumps({"config": {"name": "crafted", "run": {"budget": budget},
+                                                            "eval": {"task": "headline", "steps": [0, 10]}},
                                                  "git_commit": "0" * 40}))
     (root / "status.json").write_text(json.dumps({"cells": 20, "done": 20}))
     return pd.DataFrame(rows)
@@ -347,22 +347,20 @@ def test_the_overview_opens_the_published_study_without_torch(tmp_path):
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_sweep_records_in_either_layout_read_alike(study):
-    """Published studies record the budget, precision and task side by side; later sweeps a run template and an
-    evaluation plan. The reader reads both the same way."""
+def test_the_sweep_record_gives_budget_precision_task_and_steps(study):
+    """sweep.json holds a run template and an evaluation plan; the report and the verdict read them from there."""
     from optical_core.study.report import write_curve_report
     from optical_core.study.summary import budget_note, sweep_budget, sweep_eval_steps, sweep_precision, sweep_task
 
     root, _ = study
-    old = json.loads((root / "sweep.json").read_text())
-    budget = {k: v for k, v in old["config"]["budget"].items() if k != "eval_steps"}
+    crafted = json.loads((root / "sweep.json").read_text())
+    assert (sweep_task(crafted), sweep_precision(crafted), sweep_eval_steps(crafted)) == ("headline", "float32", [0, 10])
+    assert budget_note(crafted) == "Budget: 64 bitext pairs x 1 epochs (2 steps of batch 32, max length 48) per student."
+    budget = sweep_budget(crafted)
     new = {"config": {"name": "crafted", "run": {"budget": budget, "precision": "bf16"},
                       "eval": {"steps": [0, 10], "task": "siblings"}}, "git_commit": "0" * 40}
-    assert (sweep_task(old), sweep_task(new)) == ("headline", "siblings")
-    assert (sweep_precision(old), sweep_precision(new)) == ("float32", "bf16")
-    assert sweep_eval_steps(old) == sweep_eval_steps(new) == [0, 10] and sweep_budget(new) == budget
-    assert budget_note(old) == budget_note(new) == ("Budget: 64 bitext pairs x 1 epochs (2 steps of batch 32, max "
-                                                    "length 48) per student.")
+    assert (sweep_task(new), sweep_precision(new), sweep_budget(new)) == ("siblings", "bf16", budget)
+    assert (sweep_task({}), sweep_budget({}), budget_note({})) == ("headline", {}, "")  # a sweep without sweep.json
     (root / "sweep.json").write_text(json.dumps(new))
     text = write_curve_report(root, root / "new", figures=False)
     assert "up to 10 steps, evaluated at [0, 10]; precision bf16; git 000000000000" in text

@@ -116,7 +116,7 @@ def _crafted_sweep(root, rng):
                                      per_query_file=str(path.relative_to(root)), collapsed=False, metric="mrr@10",
                                      value=scores.mean()))
     pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
-    (root / "sweep.json").write_text(json.dumps({"config": {"task": "headline"}}))
+    (root / "sweep.json").write_text(json.dumps({"config": {"eval": {"task": "headline"}}}))
 
 
 def test_the_verdicts_numbers_are_the_exported_tables_numbers(tmp_path):

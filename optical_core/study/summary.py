@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from optical_core.evaluate.significance import PerQueryStore, per_query_store
-from optical_core.settings import FULL_PRECISION, PRIMARY_METRIC, Budget, from_mapping
+from optical_core.settings import FULL_PRECISION, PRIMARY_METRIC, Budget, EvalPlan, default_of, from_mapping, setting_field
 from optical_core.store.locations import superseded_reason
 from optical_core.study.analysis import (
     accuracy_table,
@@ -63,8 +63,7 @@ def budget_note(sweep: dict) -> str:
     b = sweep_budget(sweep)
     if not b:
         return ""
-    known = {f.name for f in fields(Budget)}  # a record may hold settings this version no longer has
-    steps = from_mapping(Budget, {k: v for k, v in b.items() if k in known}, "budget").steps
+    steps = from_mapping(Budget, b, "budget").steps
     return (f"Budget: {b['n_pairs']} bitext pairs x {b['epochs']} epochs ({steps} steps of batch {b['batch_size']}, "
             f"max length {b['max_length']}) per student.")
 
@@ -206,26 +205,23 @@ def _sweep_record(sweep_dir: Path) -> dict:
     return json.loads(file.read_text()) if file.is_file() else {}
 
 
-# sweep.json in either layout: a run template ([run]) and an evaluation plan ([eval]), or (the studies published
-# before the EvalPlan) the budget, the precision and the task side by side in the config.
+# What the analysis reads of a sweep's sweep.json: its config's run template and evaluation plan.
 
 def sweep_budget(sweep: dict) -> dict:
-    config = sweep.get("config") or {}
-    return (config.get("run") or {}).get("budget") or config.get("budget") or {}
+    return ((sweep.get("config") or {}).get("run") or {}).get("budget") or {}
 
 
 def sweep_task(sweep: dict) -> str:
-    config = sweep.get("config") or {}
-    return (config.get("eval") or {}).get("task") or config.get("task", "headline")
+    plan = (sweep.get("config") or {}).get("eval") or {}
+    return plan.get("task", default_of(setting_field(EvalPlan, "task")))
 
 
 def sweep_precision(sweep: dict) -> str:
-    config = sweep.get("config") or {}
-    return (config.get("run") or {}).get("precision") or config.get("precision", FULL_PRECISION)
+    return ((sweep.get("config") or {}).get("run") or {}).get("precision", FULL_PRECISION)
 
 
 def sweep_eval_steps(sweep: dict) -> list[int] | None:
-    return ((sweep.get("config") or {}).get("eval") or {}).get("steps") or sweep_budget(sweep).get("eval_steps")
+    return ((sweep.get("config") or {}).get("eval") or {}).get("steps")
 
 
 def sha256_of(path: Path) -> str:
