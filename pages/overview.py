@@ -2,6 +2,7 @@ import streamlit as st
 
 from optical_core.plots import gain_figure, learning_curve_figure
 from optical_core.store.locations import study_dirs
+from optical_core.study.answer import short_answer
 from optical_core.study.summary import budget_note, sweep_budget
 from pages.common import LICENCES, OT_CHOICES_NOTE, load_study
 
@@ -29,20 +30,23 @@ budget = sweep_budget(sweep)
 st.subheader("The answer")
 if summary.superseded:
     st.error(summary.superseded)
-st.info(summary.verdict)
-for family, text in summary.families.items():
-    if text != summary.verdict:
-        st.markdown(f"*Control family `{family}`:* {text}")
-if budget and budget.get("n_pairs", 0) < 5000 and summary.curves is None:
-    st.warning("Toy-scale setting: " + budget_note(sweep) + " Absolute scores are far below what a full "
-               "training budget would give; read the figures as a comparison of methods at equal, small budget.")
-
-if summary.curves is not None and len(summary.curves):
-    st.plotly_chart(learning_curve_figure(summary.curves), width="stretch")
+for sentence in short_answer(summary):  # at most three, generated: the regime, the trend, the main caveat
+    st.markdown(sentence)
 main = summary.gains[summary.gains.family == "me5"] if "me5" in set(summary.gains.family) else summary.gains
 if len(main):
     st.plotly_chart(gain_figure(main, y="abs_diff", title=f"OT - KD in {summary.metric} vs student size"),
                     width="stretch")
+if budget and budget.get("n_pairs", 0) < 5000 and summary.curves is None:
+    st.warning("Toy-scale setting: " + budget_note(sweep) + " Absolute scores are far below what a full "
+               "training budget would give; read the figures as a comparison of methods at equal, small budget.")
+with st.expander("The full verdict (every slope, the relative gain, along training, collapse, caveats)"):
+    st.markdown(summary.verdict)
+    for family, text in summary.families.items():
+        if text != summary.verdict:
+            st.markdown(f"*Control family `{family}`:* {text}")
+if summary.curves is not None and len(summary.curves):
+    with st.expander("Learning curves"):
+        st.plotly_chart(learning_curve_figure(summary.curves), width="stretch")
 
 cols = st.columns(3)
 status = summary.results.cell_id.nunique()
@@ -51,8 +55,8 @@ cols[1].metric("languages", summary.results.lang.nunique())
 cols[2].metric("metric", summary.metric)
 
 if len(summary.baselines):
-    st.subheader("Baselines (same queries)")
-    st.dataframe(summary.baselines.pivot(index="lang", columns="method", values="value").round(3))
+    with st.expander("Baselines (same queries)"):
+        st.dataframe(summary.baselines.pivot(index="lang", columns="method", values="value").round(3))
 
 st.caption("Provenance: " + summary.provenance + ". " + budget_note(sweep))
 with st.expander("Provenance: device, budget, versions"):

@@ -92,13 +92,17 @@ def test_overview_opens_on_the_current_study_with_the_regime_first(app_env):
     assert "Does student size change" in at.title[0].value
     assert at.selectbox[0].value == "results/study"  # the headline study, not the pilot or the superseded one
     summary = load_study(PROJECT / "results" / "study")
-    verdict = at.info[0].value
-    assert verdict == summary.verdict  # read from the published analysis (fresh: a test below)
-    assert verdict.startswith(("Regime (headline, mrr@10): ", "In progress: "))  # before any trend
-    assert verdict.index("Regime (headline, mrr@10): ") < verdict.index("OT minus KD")
-    assert titles(at) == ["mrr@10 along training (x: collapsed, query cosine > 0.9)",
-                          "OT - KD in mrr@10 vs student size"]
-    gain = figure_dicts(at)[1]["data"]
+    from optical_core.study.answer import short_answer
+
+    sentences = short_answer(summary)  # the answer in one minute: the regime, the trend, the main caveat
+    shown = [m.value for m in at.markdown]
+    assert len(sentences) == 3 and shown[1:4] == sentences and sentences[0].startswith("Students learn")
+    assert "OT minus KD rises" in sentences[1] and sentences[2].startswith("The main caveat")
+    assert summary.verdict in shown  # the full verdict, in its expander, regime before any trend
+    assert summary.verdict.index("Regime (headline, mrr@10): ") < summary.verdict.index("OT minus KD")
+    assert titles(at) == ["OT - KD in mrr@10 vs student size",
+                          "mrr@10 along training (x: collapsed, query cosine > 0.9)"]
+    gain = figure_dicts(at)[0]["data"]
     langs = sorted(set(summary.gains[summary.gains.family == "me5"].lang))
     assert len(langs) == 5 and [t["name"] for t in gain] == langs + ["mean over languages"]
     assert "error_y" in gain[0]  # each language's gain carries its bootstrap CI

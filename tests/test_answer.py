@@ -1,0 +1,75 @@
+"""The answer in one minute: three generated sentences (regime first) and the README block written from them."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from optical_core.study.answer import (
+    README_END,
+    README_START,
+    language_level_slope,
+    readme_answer,
+    replace_readme_answer,
+    short_answer,
+)
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def crafted(kd_learned: bool, slopes_by_language=(0.1, 0.2, 0.3), pooled=(0.2, 0.05, 0.35)):
+    """Two sizes x three languages; OT - KD -0.1 at L1 and 0.0 at L12 (CI spanning zero there)."""
+    gains, accuracy = [], []
+    for layers, params, diff in ((1, 2e6, -0.1), (12, 2e7, 0.0)):
+        for lang in ("aaa", "bbb", "ccc"):
+            gains.append(dict(family="me5", layers=layers, lang=lang, kd_above_floor=kd_learned, abs_diff=diff,
+                              abs_ci_low=diff - 0.05, abs_ci_high=diff + 0.05))
+            for method, mean in (("untrained", 0.2), ("kd", 0.3 if kd_learned else 0.2), ("ot", 0.3 + diff)):
+                accuracy.append(dict(family="me5", layers=layers, lang=lang, method=method, mean=mean,
+                                     params_non_embedding=params))
+    slopes = [dict(family="me5", y="abs_diff", scope="pooled", slope=pooled[0], ci_low=pooled[1], ci_high=pooled[2],
+                   n=6)]
+    slopes += [dict(family="me5", y="abs_diff", scope=lang, slope=v, ci_low=0, ci_high=0, n=2)
+               for lang, v in zip(("aaa", "bbb", "ccc"), slopes_by_language)]
+    return SimpleNamespace(metric="mrr@10", gains=pd.DataFrame(gains), accuracy=pd.DataFrame(accuracy),
+                           slopes=pd.DataFrame(slopes), curves=None, provenance="crafted",
+                           baselines=pd.DataFrame([dict(lang="aaa", method="bm25", value=0.5)]))
+
+
+def test_the_language_level_interval_is_a_t_interval_over_the_languages():
+    got = language_level_slope(crafted(True).slopes, "me5")
+    # mean 0.2, sd 0.1, se 0.1 / sqrt(3), t(0.975, 2 df) = 4.3027
+    assert got["slope"] == pytest.approx(0.2)
+    assert got["ci_low"] == pytest.approx(0.2 - 4.302653 * 0.1 / 3 ** 0.5, abs=1e-5)
+    assert got["ci_high"] == pytest.approx(0.2 + 4.302653 * 0.1 / 3 ** 0.5, abs=1e-5)
+    # t = 0.2 / (0.1 / sqrt 3) = 3.464; two-sided p with 2 df = 1 - t / sqrt(t^2 + 2) = 0.0742
+    assert got["p_value"] == pytest.approx(0.0742, abs=5e-4) and (got["k"], got["low"], got["high"]) == (3, 0.1, 0.3)
+    assert language_level_slope(crafted(True).slopes.iloc[:3], "me5") is None  # two languages: no interval
+
+
+def test_three_sentences_regime_first_trend_with_its_interval_then_the_caveat():
+    regime, trend, caveat = short_answer(crafted(True))
+    assert regime.startswith("Students learn: KD beats its start in 6 of 6 me5 size-language cells")
+    assert "0.200 at the start, 0.300 for KD and 0.300 for OT, against 0.500 for BM25" in regime
+    assert trend.startswith("OT minus KD rises by +0.200 MRR@10 per 10x student parameters (95% CI +0.050 to +0.350")
+    assert "from -0.100 at 2.0M to +0.000 at 20.0M, where its CI includes zero in 3 of 3 languages: scaling the " \
+           "student closes OT's deficit to KD without making OT win." in trend
+    assert "differs by language (+0.100 to +0.300 per 10x)" in caveat and "(t, 2 df, p = 0.074)" in caveat
+
+
+def test_a_study_whose_students_did_not_learn_says_so_first():
+    regime, trend, _ = short_answer(crafted(False, pooled=(0.01, -0.02, 0.04)))
+    assert regime.startswith("The students did not learn at this budget: KD beats its start in none of the 6")
+    assert trend.endswith("no size effect is detectable.")
+
+
+def test_the_readme_answer_is_the_one_publish_generates_from_the_committed_study():
+    from optical_core.study.summary import load_summary
+
+    readme = (PROJECT / "README.md").read_text(encoding="utf-8")
+    block = readme_answer(load_summary(PROJECT / "results" / "study"), "results/study")
+    assert replace_readme_answer(readme, block) == readme, "run: optical answer --readme README.md"
+    assert block.startswith(README_START) and block.endswith(README_END) and block.count("\n- ") == 3
+    with pytest.raises(ValueError, match="exactly once"):
+        replace_readme_answer("no markers", block)
