@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from optical_core.errors import OpticalError
-from optical_core.settings import TASKS, Budget, EvalPlan, TrainConfig, parse_text, setting_field
+from optical_core.settings import TASKS, Budget, EvalPlan, SweepConfig, TrainConfig, parse_text, setting_field
 
 
 def _print_table(frame) -> None:
@@ -198,6 +198,10 @@ def cmd_sweep(args) -> None:
     config = load_sweep_config(args.config)
     run = replace(config.run, budget=replace(config.run.budget, **given_settings(Budget, args, "budget.")))
     config = replace(config, run=run, eval=replace(config.eval, **given_settings(EvalPlan, args)))
+    if "workers" in vars(args):
+        hint = typing.get_type_hints(SweepConfig)["workers"]
+        where = "SweepConfig.workers (--workers)"
+        config = replace(config, workers=parse_text(args.workers, setting_field(SweepConfig, "workers"), hint, where))
     out = Path(args.out or Path("runs") / config.name)
     with progress_bar(desc=config.name, unit="cell") as bar:
 
@@ -210,7 +214,7 @@ def cmd_sweep(args) -> None:
                 if status != "done":
                     tqdm.write(f"{cell.id}: {status}")
 
-        run_sweep(config, out, on_cell=on_cell)
+        run_sweep(config, out, on_cell=on_cell, scheduler=args.scheduler)
     status = json.loads((out / "status.json").read_text())
     print(f"{status['done']} of {status['cells']} cells done, {len(status['failed'])} failed; results in {out}")
 
@@ -345,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "below change the config's values (each is a field of optical_core.settings).")
     p.add_argument("--config", required=True)
     p.add_argument("--out", default=None)
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the cells on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786; "
+                        "docs/ENGINE.md) instead of the sweep's own local cluster")
+    workers = setting_field(SweepConfig, "workers")
+    p.add_argument("--workers", default=argparse.SUPPRESS, metavar="N",
+                   help=f"{workers.metadata['help']} (default: the config's, else one per 2 cores)")
     add_settings(p, Budget, "budget.")
     add_settings(p, EvalPlan)
     p.set_defaults(func=cmd_sweep)

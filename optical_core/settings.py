@@ -464,6 +464,10 @@ class SweepConfig:
     baselines: tuple[str, ...] = setting(BASELINE_SYSTEMS, "baseline systems scored once per language",
                                          choices=BASELINE_SYSTEMS, allow_empty=True)
     keep_checkpoints: bool = setting(True, "keep each trained cell's weights (cells/<id>/checkpoint)")
+    workers: int | None = setting(None, "worker processes of the sweep's own Dask cluster, each running one cell at "
+                                  "a time on its share of the CPU cores (several may share one GPU); none: one per 2 "
+                                  "cores; 0: every cell in this process (debugging). Not used with --scheduler",
+                                  low=0, high=1024)
 
     def __post_init__(self):
         check(self)

@@ -39,23 +39,27 @@ picked = pick_study(st, "compare-study", prefer=lambda cells: any(c.has_top_docu
 if picked is None:
     st.stop()
 _, study, cells = picked
-students = [c for c in cells if c.trained]
-first = next((c for c in students if c.has_top_documents and c.method == "kd"), (students or cells)[0])
+if not cells:
+    st.info("This study has no finished cell yet.")
+    st.stop()
+recorded = [c for c in cells if c.trained and c.has_top_documents] or [c for c in cells if c.trained] or cells
+first = next((c for c in recorded if c.method == "kd"), recorded[0])  # KD beside OT of the same student
 st.markdown("**A**")
 a = pick_cell(st, cells, "compare-a", first)
 st.markdown("**B**")
-b = pick_cell(st, cells, "compare-b", partner(a, cells, method="ot") or next(c for c in cells if c != a))
+b = pick_cell(st, cells, "compare-b", partner(a, cells, method="ot" if a.method != "ot" else "kd")
+              or next((c for c in cells if c != a), a))
 if a.lang != b.lang:
     st.error(f"A is {a.lang} and B is {b.lang}: a paired comparison needs the same queries. Pick one language.")
     st.stop()
 try:
     scores_a, scores_b = cell_scores(a), cell_scores(b)
-except UnreadableRecord as err:
+    metrics = [m for m in scores_a.columns if m != "qid" and m in scores_b.columns]
+    metric = st.selectbox("Metric", metrics, index=metrics.index(PRIMARY_METRIC) if PRIMARY_METRIC in metrics else 0)
+    result = compare_cells(scores_a, scores_b, metric)
+except UnreadableRecord as err:  # a missing or damaged per-query file: one line
     st.error(str(err))
     st.stop()
-metrics = [m for m in scores_a.columns if m != "qid" and m in scores_b.columns]
-metric = st.selectbox("Metric", metrics, index=metrics.index(PRIMARY_METRIC) if PRIMARY_METRIC in metrics else 0)
-result = compare_cells(scores_a, scores_b, metric)
 t = result.test
 st.subheader(f"Paired comparison ({metric}, {a.lang}, {a.task}, each cell at its selected step)")
 st.caption(f"A = {a.label} at step {a.selected_step}; B = {b.label} at step {b.selected_step}. 95% CI: bootstrap over "

@@ -58,9 +58,8 @@ def test_a_sweep_resumes_from_its_published_records_alone(quick_sweep, tmp_path,
     def must_not_run(cell, *args, **kwargs):
         raise AssertionError(f"{cell.id} was retrained")
 
-    monkeypatch.setattr(experiment, "run_cell", must_not_run)
-    monkeypatch.setattr(experiment, "load_teacher", lambda: None)
-    resumed = run_sweep(config, published)
+    monkeypatch.setattr(experiment, "cell_records", must_not_run)
+    resumed = run_sweep(dataclasses.replace(config, workers=0), published)
     assert len(resumed) == len(table) and set(resumed.cell_id) == set(table.cell_id)
     assert not list(published.rglob("failed.json"))  # run_sweep records a cell's exception instead of raising it
 
@@ -104,10 +103,10 @@ def test_a_cell_another_process_is_running_is_skipped_not_run_twice(quick_sweep,
     for cell in (busy, free):
         shutil.rmtree(copy / "cells" / cell.id)
     ran, reports = [], []
-    monkeypatch.setattr(experiment, "run_cell", lambda cell, *a, **k: ran.append(cell.id))
-    monkeypatch.setattr(experiment, "load_teacher", lambda: None)
+    monkeypatch.setattr(experiment, "cell_records", lambda cell, *a, **k: ran.append(cell.id) or {})
     with file_lock(copy / LOCKS / f"{busy.id}.lock"):  # as another sweep process would hold it
-        run_sweep(config, copy, on_cell=lambda i, n, cell, status: reports.append((cell.id, status)))
+        run_sweep(dataclasses.replace(config, workers=0), copy,
+                  on_cell=lambda i, n, cell, status: reports.append((cell.id, status)))
     assert ran == [free.id]
     assert (busy.id, f"skipped: being run by process {os.getpid()}") in reports
 
@@ -122,20 +121,21 @@ def test_a_failing_cell_is_recorded_and_retried(quick_sweep, tmp_path, monkeypat
     shutil.copytree(out, copy)
     victim = next(c for c in grid_cells(config) if c.method == "kd")
     shutil.rmtree(copy / "cells" / victim.id)
-    real = experiment.run_cell
+    real = experiment.cell_records
+    config = dataclasses.replace(config, workers=0)  # in this process: the patched task runs here
 
     def flaky(cell, *args, **kwargs):
         if cell == victim:
             raise RuntimeError("simulated out-of-memory")
         return real(cell, *args, **kwargs)
 
-    monkeypatch.setattr(experiment, "run_cell", flaky)
+    monkeypatch.setattr(experiment, "cell_records", flaky)
     table = run_sweep(config, copy)
     assert cell_status(copy, victim) == "failed"
     assert "simulated out-of-memory" in json.loads((copy / "cells" / victim.id / "failed.json").read_text())["error"]
     assert victim.id not in set(table.cell_id) and len(set(table.cell_id)) == len(grid_cells(config)) - 1
     assert json.loads((copy / "status.json").read_text())["failed"] == [victim.id]
-    monkeypatch.setattr(experiment, "run_cell", real)
+    monkeypatch.setattr(experiment, "cell_records", real)
     table = run_sweep(config, copy)
     assert cell_status(copy, victim) == "done" and victim.id in set(table.cell_id)
 

@@ -184,3 +184,17 @@ def test_zero_iterations_is_refused():
     with pytest.raises(ValueError, match="max_iter"):
         half = torch.full((1, 2), 0.5)
         transport_plan(torch.zeros(1, 2, 2), half, half, reg=0.05, max_iter=0, tol=1e-5)
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-6])
+def test_reading_convergence_every_k_iterations_returns_the_same_plan_bit_for_bit(tol):
+    """On an accelerator the host reads the convergence flag every CHECK_EVERY iterations; the scalings freeze on
+    the device at the first converged iteration, so the plan is the every-iteration plan exactly, whatever k."""
+    s, t, sm, tm = random_masked_problem(11, batch=8, n=12, m=10)
+    C = cost_matrix(s, t, "cosine")
+    a, b = marginals(sm), marginals(tm)
+    every = scaling_sinkhorn(C.clone(), a, b, 0.05, 500, tol, check_every=1)
+    for k in (2, 7, 10, 1000):
+        torch.testing.assert_close(scaling_sinkhorn(C.clone(), a, b, 0.05, 500, tol, check_every=k), every,
+                                   atol=0, rtol=0)
+    assert not torch.equal(scaling_sinkhorn(C.clone(), a, b, 0.05, 3, tol, check_every=1), every)  # it did iterate

@@ -210,3 +210,51 @@ def test_a_run_stops_on_its_evaluators_score_and_keeps_its_best_step(teacher):
     result = train(config, teacher=teacher, evaluator=full)
     assert (len(result.history), result.selected_step, result.stopped_early) == (6, 6, False)
     assert [s for s, _ in full.seen] == [0, 1, 2, 3, 6] and full.finished[0] == 6
+
+
+def test_a_batch_cut_from_the_runs_device_tensors_is_the_batch_tokenised_alone(teacher):
+    """The bitext is tokenised once and the teacher's targets padded once; a step's rows, cut to the batch's
+    longest sentence, are exactly the tensors that tokenising and collating the batch alone gives."""
+    from optical_core.data.bitext import training_bitext
+    from optical_core.distil.batches import RunBatches, device_plan
+    from optical_core.distil.train import batch_plan, teacher_targets
+
+    bitext, _ = training_bitext("swa", 64)
+    targets = teacher_targets(teacher, bitext.target, 24, "cpu")
+    batches = RunBatches.build(teacher.tokenize(bitext.source, 24), targets.collate(list(range(64)), "cpu"))
+    plan = list(device_plan(batch_plan(64, 10, 2, seed=0), "cpu", chunk=3))
+    assert [(e, i) for e, i, _ in plan] == list(batch_plan(64, 10, 2, seed=0))
+    for _, index, rows in plan:
+        assert rows.tolist() == index
+        student, teacher_batch = batches.batch(index, rows)
+        alone = teacher.tokenize([bitext.source[i] for i in index], 24)
+        for got, want in zip((*student.__dict__.values(), *teacher_batch),
+                             (*alone.__dict__.values(), *targets.collate(index, "cpu"))):
+            assert got.dtype == want.dtype and torch.equal(got, want)
+
+
+def test_reading_the_loss_every_k_steps_logs_what_reading_it_every_step_logs(teacher, monkeypatch):
+    """As on an accelerator (the loss read every LOG_EVERY steps and at each evaluation): the same history, the
+    same on_step calls in order, and a NaN loss still names its own step."""
+    import optical_core.distil.train as training
+
+    config = tiny_config("ot", n_pairs=96)
+    every_step = train(config, teacher=teacher)
+    monkeypatch.setattr(training, "read_is_free", lambda tensor: False)
+    monkeypatch.setattr(training, "LOG_EVERY", 4)
+    seen = []
+    lazy = train(config, teacher=teacher, on_step=lambda log: seen.append(log.step),
+                 evaluator=ScriptedEvaluator({0: 0.1, 2: 0.2}, patience=None))
+    assert [(h.step, h.loss, h.marginal_error) for h in lazy.history] == \
+        [(h.step, h.loss, h.marginal_error) for h in every_step.history]
+    assert seen == list(range(1, 7))
+    calls, real = [], KDLoss.forward
+
+    def nan_at_step_3(self, *args):
+        calls.append(1)
+        return real(self, *args) * (float("nan") if len(calls) == 3 else 1.0)
+
+    monkeypatch.setattr(KDLoss, "forward", nan_at_step_3)
+    with pytest.raises(NonFiniteLoss, match=r"^loss became nan at step 3; no checkpoint was written$"):
+        train(tiny_config("kd", n_pairs=96), teacher=teacher)
+    assert len(calls) == 4  # read at step 4: the run stops within LOG_EVERY steps

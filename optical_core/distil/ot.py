@@ -12,6 +12,12 @@ live on; padded tokens get zero mass. Two solvers, chosen per batch:
 - POT's batched log-domain Sinkhorn (`ot.batch.solve_batch`, Schmitzer 2019 stabilisation) for wider
   ranges and for differentiating through the iterations. It is ~6x slower at batch 32 x 32 tokens on
   CPU (benchmarks/run.py), which is why it is not the only path.
+
+On an accelerator, reading a value back makes the host wait for every kernel queued before it, and a
+training step that waits mid-way leaves the device idle while the host queues the rest. So the fast path
+reads its convergence flag every CHECK_EVERY iterations (on the CPU, where a read is free, every one), and
+checks that need a tensor's values (a massless sequence, a non-finite plan) raise only on the CPU; on an
+accelerator the same fault makes <P, C> non-finite, which the training loop reports (NonFiniteLoss).
 """
 
 from __future__ import annotations
@@ -28,6 +34,14 @@ from optical_core.settings import COSTS, PLAN_GRADIENTS
 # largest entry is 1, every kernel entry is >= exp(-50) and every product that moves a marginal by more
 # than float32 rounding stays a normal float (>= exp(-50 - 17 - log n^2)); exp(-87) is the limit.
 SCALING_MAX_RANGE = 50.0
+# Sinkhorn iterations between two reads of the convergence flag on an accelerator. The plan does not depend on
+# it: the scalings freeze on the device at the first converged iteration (`scaling_sinkhorn`).
+CHECK_EVERY = 10
+
+
+def read_is_free(tensor: torch.Tensor) -> bool:
+    """Reading `tensor`'s values on the host costs no device synchronisation (it lives in host memory)."""
+    return tensor.device.type == "cpu"
 
 
 def cost_matrix(student_tokens: torch.Tensor, teacher_tokens: torch.Tensor, kind: str) -> torch.Tensor:
@@ -48,7 +62,7 @@ def marginals(mask: torch.Tensor, weights: torch.Tensor | None = None) -> torch.
     """Token masses: `weights` (default uniform) on unmasked tokens, zero on padding, each row summing to 1."""
     mass = mask.float() if weights is None else weights.float().clamp(min=0) * mask.float()
     total = mass.sum(-1, keepdim=True)
-    if (total <= 0).any():
+    if read_is_free(total) and (total <= 0).any():  # elsewhere the row's 0 / 0 makes the loss NaN
         raise ValueError("a sequence has no token with positive mass (all padding or zero weights)")
     return mass / total
 
@@ -88,7 +102,8 @@ def transport_plan(C: torch.Tensor, a: torch.Tensor, b: torch.Tensor, reg: float
         plan = scaling_sinkhorn(C, a, b, reg, max_iter, tol)
     else:
         plan = log_sinkhorn(C, a, b, reg, max_iter, tol, plan_gradient)
-    if not torch.isfinite(plan.sum()):  # a sum is ~7x cheaper than isfinite(plan).all() and as telling
+    # a sum is ~7x cheaper than isfinite(plan).all() and as telling; on an accelerator <P, C> tells instead
+    if read_is_free(plan) and not torch.isfinite(plan.sum()):
         raise FloatingPointError(f"Sinkhorn returned a non-finite plan (reg={reg}); raise reg or max_iter")
     return plan
 
@@ -106,26 +121,36 @@ def neutralise_padding_costs(C: torch.Tensor, a: torch.Tensor, b: torch.Tensor) 
 
 
 def scaling_sinkhorn(C: torch.Tensor, a: torch.Tensor, b: torch.Tensor, reg: float, max_iter: int,
-                     tol: float) -> torch.Tensor:
+                     tol: float, check_every: int | None = None) -> torch.Tensor:
     """Sinkhorn-Knopp (Cuturi 2013) with P = diag(alpha) K diag(beta), K = exp((min C - C) / reg).
 
     Needs cost ranges within SCALING_MAX_RANGE * reg (see `choose_solver`). Vectors are kept as [B, 1, n]
     rows: a batched row-vector x matrix product is ~4x cheaper on CPU than matrix x column-vector, and
     it reads the transposed kernel as a strided view without a copy.
+
+    Convergence is tested on the device at every iteration and read by the host every `check_every`
+    iterations (default: 1 on the CPU, CHECK_EVERY elsewhere). Once converged, alpha and beta stay as they
+    were at that iteration, so the plan is bit for bit the one an every-iteration check returns.
     """
+    check_every = check_every or (1 if read_is_free(C) else CHECK_EVERY)
     kernel = (C.amin(dim=(1, 2), keepdim=True) - C).div_(reg).exp_()  # largest entry 1 in every pair
     kernel_t = kernel.transpose(1, 2)
     a_row, b_row = a[:, None, :], b[:, None, :]
     alpha, beta = None, torch.ones_like(b_row)
-    for _ in range(max_iter):
+    converged = torch.zeros((), dtype=torch.bool, device=C.device)
+    for iteration in range(max_iter):
         row_mass = torch.bmm(beta, kernel_t)  # (K beta)_i; alpha * row_mass is the plan's row marginal
-        if alpha is not None and (alpha * row_mass - a_row).norm(dim=2).max() < tol:
-            break
-        alpha = a_row / row_mass
-        beta = b_row / torch.bmm(alpha, kernel)
+        if alpha is not None:
+            converged |= (alpha * row_mass - a_row).norm(dim=2).max() < tol
+            if iteration % check_every == 0 and converged:  # the only read: every check_every iterations
+                break
+        new_alpha = a_row / row_mass
+        new_beta = b_row / torch.bmm(new_alpha, kernel)
         # Re-gauge so max(beta) = 1: keeps K beta >= exp(-range / reg) without changing the plan.
-        scale = beta.amax(2, keepdim=True)
-        beta, alpha = beta / scale, alpha * scale
+        scale = new_beta.amax(2, keepdim=True)
+        new_beta, new_alpha = new_beta / scale, new_alpha * scale
+        alpha = new_alpha if alpha is None else torch.where(converged, alpha, new_alpha)
+        beta = torch.where(converged, beta, new_beta)
     return kernel.mul_(alpha.transpose(1, 2)).mul_(beta)  # in place: the kernel is not needed any more
 
 
@@ -139,9 +164,15 @@ def log_sinkhorn(C: torch.Tensor, a: torch.Tensor, b: torch.Tensor, reg: float, 
                                 grad=plan_gradient).plan
 
 
+def marginal_violation(plan: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Largest violation of either marginal constraint, a convergence diagnostic, as a 0-d tensor on the plan's
+    device (the training loop reads it with the loss, not every step)."""
+    return torch.maximum((plan.sum(2) - a).abs().max(), (plan.sum(1) - b).abs().max())
+
+
 def marginal_error(plan: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:
-    """Largest violation of either marginal constraint, a convergence diagnostic."""
-    return max((plan.sum(2) - a).abs().max().item(), (plan.sum(1) - b).abs().max().item())
+    """`marginal_violation` as a float."""
+    return marginal_violation(plan, a, b).item()
 
 
 def transport_cost(plan: torch.Tensor, C: torch.Tensor) -> torch.Tensor:

@@ -2,10 +2,15 @@
 
 KD and OT runs with the same config and seed see the same pairs in the same batches; only the loss
 differs. The teacher is frozen and its English outputs are computed once per (texts, max_length).
+
+A step does not wait for the device: its batch is cut from tensors already there (distil/batches.py), and the
+loss (with the NaN check) is read back every LOG_EVERY steps, at every evaluation and at the end. On the CPU,
+where a read costs nothing, that is every step; the numbers are the same either way.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +23,9 @@ from transformers import get_constant_schedule_with_warmup, get_linear_schedule_
 from optical_core.data.bitext import Bitext, DedupReport, training_bitext
 from optical_core.data.clir import load_ntrex
 from optical_core.data.dev import dev_collection
+from optical_core.distil.batches import RunBatches, device_plan
 from optical_core.distil.objective import Objective, TeacherBatch, build_objective
-from optical_core.distil.ot import marginal_error
+from optical_core.distil.ot import marginal_violation, read_is_free
 from optical_core.errors import DataError, NonFiniteLoss, SettingsError, TrainingCancelled
 from optical_core.models.encoders import Encoder, load_teacher, mean_pool
 from optical_core.models.heads import HEADS
@@ -263,11 +269,47 @@ def make_optimizer(backbone: list[torch.nn.Parameter], head: list[torch.nn.Param
     groups = [{"params": backbone, "lr": budget.lr}]
     if head:
         groups.append({"params": head, "lr": budget.lr * budget.head_lr_multiplier})
-    optimizer = torch.optim.AdamW(groups, weight_decay=budget.weight_decay)
+    # fused: one kernel for the whole update where the device has it (CUDA); on the CPU the default keeps its numbers
+    fused = True if all(p.is_cuda for p in backbone + head) else None
+    optimizer = torch.optim.AdamW(groups, weight_decay=budget.weight_decay, fused=fused)
     warmup = int(budget.warmup_ratio * n_steps)
     if budget.schedule == "constant":
         return optimizer, get_constant_schedule_with_warmup(optimizer, warmup)
     return optimizer, get_linear_schedule_with_warmup(optimizer, warmup, n_steps)
+
+
+LOG_EVERY = 25  # steps between two reads of the loss on an accelerator (on the CPU: every step)
+
+
+class _StepLogs:
+    """The loss of each step, kept on the device until read (one read for many steps), then checked for NaN/Inf
+    and logged in step order. The first non-finite step raises NonFiniteLoss before any evaluation sees its
+    weights and before anything is saved: the guarantee a check at every step gives, up to LOG_EVERY - 1 steps
+    of wasted work."""
+
+    def __init__(self, result: TrainResult, total_steps: int, on_step: Callable[[StepLog], None] | None):
+        self.result, self.total_steps, self.on_step = result, total_steps, on_step
+        self.pending: list[tuple[int, int, float, float, torch.Tensor, torch.Tensor | None]] = []
+
+    def add(self, step: int, epoch: int, lr: float, elapsed_s: float, loss: torch.Tensor,
+            m_err: torch.Tensor | None, every: int) -> None:
+        self.pending.append((step, epoch, lr, elapsed_s, loss.detach().float(), m_err))
+        if len(self.pending) >= every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        nan = torch.full((), math.nan, device=self.pending[0][4].device)
+        values = torch.stack([torch.stack((p[4], nan if p[5] is None else p[5])) for p in self.pending]).tolist()
+        for (step, epoch, lr, elapsed_s, _, m_err), (loss, error) in zip(self.pending, values):
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(f"loss became {loss} at step {step}; no checkpoint was written")
+            log = StepLog(step, self.total_steps, epoch, loss, lr, elapsed_s, None if m_err is None else error)
+            self.result.history.append(log)
+            if self.on_step:
+                self.on_step(log)
+        self.pending.clear()
 
 
 class _BestStep:
@@ -318,6 +360,10 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
     with teacher.lock:
         truncated = count_truncated(model.tokenizer, teacher.tokenizer, bitext, budget.max_length)
     result = TrainResult(config, student, bitext, dedup, device=device, precision=precision, truncated_pairs=truncated)
+    batches = RunBatches.build(model.tokenize(bitext.source, budget.max_length).to(device),
+                               targets.collate(list(range(len(bitext))), device), model.tokenizer.padding_side)
+    logs = _StepLogs(result, n_steps, on_step)
+    log_every = 1 if read_is_free(batches.teacher.tokens) else LOG_EVERY
     eval_steps = evaluator.steps(n_steps) if evaluator else set()
     best = _BestStep(evaluator.stop_patience if evaluator else None)
 
@@ -325,6 +371,7 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
         """Evaluate at `step` if it is an evaluation step; True when the stopping rule ends the run."""
         if step not in eval_steps:
             return False
+        logs.flush()  # a non-finite loss stops the run before its weights are scored
         t = time.perf_counter()
         score = evaluator(step, model, objective)
         result.eval_time_s += time.perf_counter() - t
@@ -332,31 +379,27 @@ def train(config: TrainConfig, teacher: Encoder | None = None, data_dir: Path | 
 
     evaluate(0)
     device_type = "cuda" if device.startswith("cuda") else "cpu"
-    for step, (epoch, index) in enumerate(plan, start=1):
+    for step, (epoch, index, rows) in enumerate(device_plan(plan, device), start=1):
         if should_stop and should_stop():
             raise TrainingCancelled(f"cancelled at step {step - 1} of {n_steps}")
-        batch = model.tokenize([bitext.source[i] for i in index], budget.max_length).to(device)
+        batch, teacher_batch = batches.batch(index, rows)
         # Only the encoder's matmuls run in bf16: the cost matrix, Sinkhorn, the losses and AdamW stay float32.
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             s_tokens = model.token_vectors(batch)
-        out = objective(s_tokens.float(), batch, targets.collate(index, device))
+        out = objective(s_tokens.float(), batch, teacher_batch)
         loss = out.loss
-        m_err = marginal_error(out.transport.plan.detach(), out.transport.a, out.transport.b) if out.transport else None
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"loss became {loss.item()} at step {step}; no checkpoint was written")
+        m_err = marginal_violation(out.transport.plan.detach(), out.transport.a, out.transport.b) \
+            if out.transport else None
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
-        log = StepLog(step, n_steps, epoch, loss.item(), scheduler.get_last_lr()[0],
-                      time.perf_counter() - started, m_err)
-        result.history.append(log)
-        if on_step:
-            on_step(log)
+        logs.add(step, epoch, scheduler.get_last_lr()[0], time.perf_counter() - started, loss, m_err, log_every)
         if evaluate(step):
             result.stopped_early = step < n_steps
             break
+    logs.flush()
     result.selected_step = best.step if best.state is not None else len(result.history)
     if best.state is not None and best.step != len(result.history):
         model.load_state_dict(best.state)  # the run keeps its best step, not its last

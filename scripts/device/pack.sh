@@ -20,7 +20,9 @@ mkdir -p "$build/pack/wheels" "$build/site"
 # Libraries the device image lacks or has in another version than requirements.txt pins (KINDS.md lists
 # its packages). POT 0.9.6: 0.9.7's wheel is 33 MB (its BSP extension); the study's OT path never calls POT's
 # solver (cosine cost at reg 0.05 takes the scaling Sinkhorn, optical_core/distil/ot.py).
-pins=$(.venv/bin/pip list --format=freeze 2>/dev/null | grep -i -E '^(transformers|tokenizers|huggingface.hub|ranx|ir.datasets|cbor2|orjson|lz4|dill|bm25s)==')
+# Dask (study/engine.py) with the dependencies the image lacks: about 3.1 MB of wheels.
+pins=$(.venv/bin/pip list --format=freeze 2>/dev/null | grep -i -E \
+  '^(transformers|tokenizers|huggingface.hub|ranx|ir.datasets|cbor2|orjson|lz4|dill|bm25s|dask|distributed|partd|locket|tblib|tornado|zict)==')
 .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d "$build/pack/wheels" $pins POT==0.9.6.post1 2>/dev/null

@@ -4,8 +4,8 @@
 #   mkdir -p /tmp/parts && cp .devpack/p*/* /tmp/parts/ && WORKERS=8 SWEEP_S=420 bash scripts/device/run.sh
 # Unpacks the parts,
 # installs the carried wheels, restores the weights (checked against their sha256 from here), makes a clean
-# checkout of the packed commit, runs WORKERS sweep processes on one out dir for SWEEP_S seconds (cells are
-# claimed through lock files) and puts every finished cell in $OUT/cells.tar.xz. Run it again to go on.
+# checkout of the packed commit, runs one sweep on WORKERS Dask worker processes for SWEEP_S seconds and puts
+# every finished cell in $OUT/cells.tar.xz. Run it again to go on.
 set -u
 P=/tmp/parts; U=$P/unpacked
 if [ ! -f $U/.done ]; then
@@ -21,12 +21,9 @@ fi
 cd /tmp/repo && export PYTHONPATH=/tmp/site OPTICAL_DATA_DIR=/tmp/data/corpora OPTICAL_CACHE=/tmp/cache PYTHONUNBUFFERED=1
 python3 -c "from optical_core.models.me5_convert import convert; convert()" || exit 7  # once, before the workers
 mkdir -p /tmp/out/logs
-for i in $(seq 1 "${WORKERS:-8}"); do
-  OMP_NUM_THREADS=2 timeout "${SWEEP_S:-420}" python3 -m optical_core sweep --config $U/device.toml --out /tmp/out \
-    > /tmp/out/logs/w$i.log 2>&1 &
-  sleep 1
-done
-wait
+# one sweep, its cells on a local Dask cluster of WORKERS processes sharing the GPU (docs/ENGINE.md)
+timeout "${SWEEP_S:-420}" python3 -m optical_core sweep --config $U/device.toml --out /tmp/out \
+  --workers "${WORKERS:-8}" > /tmp/out/logs/w1.log 2>&1
 cd /tmp/out && for d in cells/*; do [ -f $d/result.json ] && echo $d; done > finished.txt
 echo "$(wc -l < finished.txt) cells finished"; tar c -T finished.txt | xz -T0 -6 > "$OUT/cells.tar.xz"
 tail -c 2000 logs/w1.log > "$OUT/w1.log"
