@@ -8,6 +8,8 @@ evaluate   score a checkpoint and every baseline on a language's NTREX collectio
 sweep      run a grid from a TOML config (resumable), then write the results table
 analyse    gains, slopes and the verdict from a finished sweep
 publish    copy a sweep's results, manifests and analysis (no weights) into the repo's results/
+answer     a published study's answer in at most three generated sentences; --readme writes it into README.md
+rebuild    retrain a study cell from its record (settings, seed, data hashes) into a checkpoint, checked against it
 report     learning curves of a sweep: each method vs its start and vs KD, collapse flags, measured cost
 export     a checkpoint as a sentence-transformers model directory
 parity     KD trained by our trainer and by sentence-transformers' (same start, batches, optimiser), both scored
@@ -219,6 +221,21 @@ def cmd_sweep(args) -> None:
     print(f"{status['done']} of {status['cells']} cells done, {len(status['failed'])} failed; results in {out}")
 
 
+def cmd_rebuild(args) -> None:
+    from optical_core.study.rebuild import rebuild_cell
+
+    study = existing_sweep(args.study, "study")
+    with progress_bar(desc=args.cell, unit="step") as bar:
+
+        def on_step(log):
+            bar.total = log.total_steps
+            bar.update(1)
+
+        rebuilt = rebuild_cell(study, args.cell, args.out, on_step=on_step)
+    _print_table(rebuilt.comparison.round(4))
+    print(rebuilt.summary())
+
+
 def existing_sweep(path, what: str = "sweep") -> Path:
     """A sweep folder that exists (it holds cells/ or a results table), else a one-line DataError."""
     from optical_core.errors import DataError
@@ -262,6 +279,30 @@ def cmd_publish(args) -> None:
     summary = write_analysis(dest, dest / "analysis")
     print(summary.verdict)
     print(f"published to {dest} ({summary.provenance})")
+    if args.readme:
+        write_readme(Path(args.readme), summary, dest)
+
+
+def write_readme(readme: Path, summary, study: Path) -> None:
+    from optical_core.store.atomic import atomic_write_text
+    from optical_core.study.answer import readme_answer, replace_readme_answer
+
+    label = study.resolve().relative_to(readme.resolve().parent) if study.resolve().is_relative_to(
+        readme.resolve().parent) else study
+    atomic_write_text(readme, replace_readme_answer(readme.read_text(encoding="utf-8"),
+                                                    readme_answer(summary, str(label))))
+    print(f"{readme}: its generated answer now reads {label}'s published analysis")
+
+
+def cmd_answer(args) -> None:
+    from optical_core.study.answer import short_answer
+    from optical_core.study.summary import load_summary
+
+    study = existing_sweep(args.study, "study")
+    summary = load_summary(study)
+    print("\n".join(short_answer(summary)))
+    if args.readme:
+        write_readme(Path(args.readme), summary, study)
 
 
 def cmd_report(args) -> None:
@@ -359,6 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(p, EvalPlan)
     p.set_defaults(func=cmd_sweep)
 
+    p = sub.add_parser("rebuild", help="retrain a study cell from its record into a checkpoint, checked against it")
+    p.add_argument("cell", help="a trained cell's id, e.g. swa-me5-L1-ot-s0")
+    p.add_argument("--study", default="results/study", help="the study folder holding cells/<id>/result.json")
+    p.add_argument("--out", default="checkpoints", help="checkpoint root directory (the checkpoint is named CELL)")
+    p.set_defaults(func=cmd_rebuild)
+
     p = sub.add_parser("analyse", help="gains, slopes and verdict of a sweep")
     p.add_argument("--sweep", required=True)
     p.add_argument("--metric", default="mrr@10")
@@ -369,7 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", required=True)
     p.add_argument("--dest", required=True)
     p.add_argument("--config", default=None, help="the sweep's config: rewrite its results table first")
+    p.add_argument("--readme", default=None, help="also write the study's generated answer into this README")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("answer", help="a study's answer in three generated sentences (and into the README)")
+    p.add_argument("--study", default="results/study")
+    p.add_argument("--readme", default=None, help="write the generated answer block into this README")
+    p.set_defaults(func=cmd_answer)
 
     p = sub.add_parser("report", help="learning curves, each method vs its start and vs KD, collapse, cost")
     p.add_argument("--sweep", required=True)
