@@ -107,8 +107,8 @@ def resolve_precision(name: str, device: str) -> str:
     if name != "auto":
         return name
     if device.startswith("cuda"):
-        return "bf16" if torch.cuda.is_bf16_supported() else "float32"
-    return "bf16" if device == "cpu" and cpu_supports_bf16() else "float32"
+        return "bf16" if torch.cuda.is_bf16_supported() else FULL_PRECISION
+    return "bf16" if device == "cpu" and cpu_supports_bf16() else FULL_PRECISION
 
 
 @dataclass
