@@ -304,6 +304,17 @@ def test_publish_copies_the_records_and_writes_an_analysis_the_reader_reads_back
     read_back = published_summary(dest)
     assert read_back.verdict == summary.verdict and read_back.families == summary.families
     pd.testing.assert_frame_equal(read_back.gains, summary.gains, check_dtype=False)
+    assert (read_back.metric, read_back.regime, read_back.sweep, read_back.devices) == (
+        "mrr@10", summary.regime, summary.sweep, summary.devices)
+    assert read_back.cell_hours == pytest.approx(summary.cell_hours) and read_back.superseded == summary.superseded
+    for field in ("accuracy", "slopes", "curves", "along", "collapses", "baselines"):
+        pd.testing.assert_frame_equal(getattr(read_back, field).reset_index(drop=True),
+                                      getattr(summary, field).reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(read_back.results.reset_index(drop=True), summary.results.reset_index(drop=True),
+                                  check_dtype=False)
+    ndcg = published_summary(dest, "ndcg@10")
+    assert ndcg.metric == "ndcg@10" and row(ndcg.gains, lang="bbb", layers=4).abs_diff == pytest.approx(
+        0.5 * (0.05 + 0.03 * np.log10(16)))
 
 
 def test_cli_analyse_and_report(study, tmp_path, capsys, no_png):
@@ -364,3 +375,240 @@ def test_the_sweep_record_gives_budget_precision_task_and_steps(study):
     (root / "sweep.json").write_text(json.dumps(new))
     text = write_curve_report(root, root / "new", figures=False)
     assert "up to 10 steps, evaluated at [0, 10]; precision bf16; git 000000000000" in text
+
+
+def _compared_sweep(root, mrr, ndcg, value_shift=0.0):
+    """A sweep of one cell, headline at steps 0 and 10 (and siblings at 10), for `compare_sweeps`: 4 queries."""
+    evaluations = []
+    for step, task in ((0, "headline"), (10, "headline"), (10, "siblings")):
+        a, n = (mrr, ndcg) if (step, task) == (10, "headline") else ([0.5] * 4, [0.5] * 4)
+        file = f"cells/c/per_query/step{step}_{task}.csv"
+        (root / file).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"qid": ["q3", "q2", "q1", "q0"], "mrr@10": a[::-1], "ndcg@10": n[::-1]}).to_csv(root / file,
+                                                                                                   index=False)
+        means = {"mrr@10": float(np.mean(a)) + value_shift, "ndcg@10": float(np.mean(n)) + 0.125}
+        evaluations.append(dict(step=step, task=task, n_queries=4, per_query_file=file, means=means))
+    (root / "cells" / "c" / "result.json").write_text(json.dumps(dict(
+        cell_id="c", lang="aaa", family="fam", method="kd", layers=1, seed=0, task="headline",
+        evaluations=evaluations)))
+
+
+def test_compare_sweeps_pairs_each_cell_and_step_over_its_queries(tmp_path):
+    from optical_core.study.curves import compare_sweeps
+
+    _compared_sweep(tmp_path / "a", [0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1])
+    _compared_sweep(tmp_path / "b", [0.0, 0.1, 0.2, 0.35], [0.0, 0.1, 0.2, 0.3], value_shift=0.5)
+    only_a = tmp_path / "a" / "cells" / "only_a"  # a cell the other sweep lacks: not compared
+    only_a.mkdir()
+    (only_a / "result.json").write_text(json.dumps(dict(json.loads((tmp_path / "a" / "cells" / "c" / "result.json")
+                                                                    .read_text()), cell_id="only_a")))
+    table = compare_sweeps(tmp_path / "a", tmp_path / "b")
+    assert table.cell_id.tolist() == ["c", "c"] and table.step.tolist() == [0, 10]
+    assert set(table.task) == {"headline"} and set(table.metric) == {"mrr@10"}
+    start, last = table.iloc[0], table.iloc[1]
+    assert (start.a, start.b, start["diff"]) == (pytest.approx(0.5), pytest.approx(1.0), pytest.approx(-0.5))
+    assert start.p_value == 1.0 and np.isnan(start.spearman)  # equal queries: no difference, no rank correlation
+    assert (last.a, last.b) == (pytest.approx(0.25), pytest.approx(0.1625 + 0.5))
+    assert last["diff"] == pytest.approx(0.25 - 0.6625)
+    # per query a - b = 0.1, 0.1, 0.1, 0.05: of the 16 sign flips only "none" and "all" are as extreme
+    assert last.p_value == 2 / 16 and last.spearman == pytest.approx(1.0)  # ndcg@10 would rank them reversed
+    ndcg = compare_sweeps(tmp_path / "a", tmp_path / "b", metric="ndcg@10")
+    assert set(ndcg.metric) == {"ndcg@10"} and ndcg.iloc[1].spearman == pytest.approx(-1.0)
+    assert ndcg.a.tolist() == [pytest.approx(0.625), pytest.approx(0.375)]  # the recorded ndcg@10 means
+    siblings = compare_sweeps(tmp_path / "a", tmp_path / "b", task="siblings")
+    assert siblings.step.tolist() == [10] and set(siblings.task) == {"siblings"} and siblings.p_value.iloc[0] == 1.0
+
+
+def test_publish_sweep_copies_finished_and_failed_cells_and_leaves_running_ones(study, tmp_path):
+    from optical_core.study.publish import PUBLISHED_FILES, publish_sweep
+
+    root, _ = study
+    (root / "results.parquet").write_bytes(b"parquet")
+    failed, running = root / "cells" / "failed-cell", root / "cells" / "running-cell"
+    for cell in (failed, running):
+        (cell / "per_query").mkdir(parents=True)
+        (cell / "per_query" / "step0_headline.csv").write_text("qid,mrr@10\nq0,0.5\n")
+    (failed / "failed.json").write_text("{}")
+    kept = root / "cells" / "aaa-fam-L1-kd-s0"
+    for name in PUBLISHED_FILES[1:]:  # every record a cell may hold
+        (kept / name).write_text(name)
+    (kept / "weights.safetensors").write_text("never published")
+    dest = tmp_path / "nested" / "published"  # its parent does not exist yet
+    publish_sweep(root, dest)
+    for name in ("results.csv", "results.parquet", "sweep.json", "status.json"):
+        assert (dest / name).read_bytes() == (root / name).read_bytes()
+    assert (dest / "cells" / "failed-cell" / "failed.json").is_file()
+    assert (dest / "cells" / "failed-cell" / "per_query" / "step0_headline.csv").is_file()
+    assert not (dest / "cells" / "running-cell").exists()
+    assert {p.name for p in (dest / "cells" / kept.name).iterdir()} == set(PUBLISHED_FILES) | {"per_query"}
+
+
+def test_export_figures_draws_each_familys_own_rows(study, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import optical_core.study.publish as publish
+    from optical_core.study.summary import analyse_sweep
+
+    root, _ = study
+    summary = analyse_sweep(root, n_boot=50)
+    other = summary.gains.assign(family="other", abs_diff=-1.0, kd_above_floor=False)  # a second family
+    summary.gains = pd.concat([summary.gains, other], ignore_index=True)
+    drawn = []
+    for name in ("gain_figure", "accuracy_figure", "size_effect_figure"):
+        monkeypatch.setattr(publish, name, lambda table, *args, _name=name, **kw: (_name, table, args, kw))
+    monkeypatch.setattr(publish, "export_figure", lambda figure, path: drawn.append((Path(path).name, *figure)))
+    publish.export_figures(summary, tmp_path)
+    names = [d[0] for d in drawn]
+    assert names == [f"{kind}_{family}" for family in ("fam", "other") for kind in
+                     ("difference_vs_size", "gain_vs_size", "accuracy_vs_size", "size_effect")]
+    by_name = {d[0]: d[1:] for d in drawn}
+    _, gains, _, kw = by_name["difference_vs_size_fam"]
+    assert set(gains.family) == {"fam"} and len(gains) == 5 and kw["y"] == "abs_diff"
+    assert kw["title"] == "fam: OT - KD in mrr@10 vs student size"
+    _, learned, _, kw = by_name["gain_vs_size_fam"]
+    assert len(learned) == 5 and kw["title"].endswith("where KD beats its start (5 of 5 cells)")
+    assert by_name["gain_vs_size_other"][3]["title"].endswith("(0 of 5 cells)")
+    _, accuracy, _, kw = by_name["accuracy_vs_size_fam"]
+    assert set(accuracy.family) == {"fam"} and len(accuracy) == 5 * 3 and kw["title"] == "fam: mrr@10 vs student size"
+    assert len(by_name["accuracy_vs_size_other"][1]) == 0
+    _, along, args, _ = by_name["size_effect_fam"]
+    assert set(along.family) == {"fam"} and len(along) == 3
+    assert args[0] == "fam: slope of (objective - KD) in mrr@10 on log10(size), by step"
+
+
+def test_the_report_text_holds_the_tables_and_the_measured_cost(study):
+    from optical_core.study.report import write_curve_report
+
+    root, _ = study
+    for cell, wall, evaluating, precision in (("aaa-fam-L1-kd-s0", 10.0, 4.0, None), ("aaa-fam-L1-ot-s0", 22.0, None,
+                                              "bf16"), ("bbb-fam-L1-kd-s1", 16.0, 4.0, None)):
+        record = dict(cell_id=cell, family="fam", layers=1, method=cell.split("-")[3], train_steps=2,
+                      train_wall_time_s=wall, eval_time_s=evaluating) | ({"precision": precision} if precision else {})
+        (root / "cells" / cell / "result.json").write_text(json.dumps(record))
+    text = write_curve_report(root, root / "r", figures=False)
+    lines = text.splitlines()
+    assert lines[0] == "## crafted: learning curves (mrr@10)"
+    assert ("Budget: 64 pairs, batch 32, max length 48, lr 0.0001 (head x1), up to 10 steps, evaluated at [0, 10]; "
+            "precision float32; git 000000000000; .") in lines
+    for line in ("| lang   | student   | method    |     0 | 10      |",  # no index column; x: collapsed
+                 "| aaa    | fam-L1    | ot        | 0.210 | 0.460 x |",
+                 "| bbb    | fam-L4    | untrained | 0.440 | nan     |",
+                 "| aaa    | fam      |        1 | kd       |           10 |        0.210 |        0.410 |  0.200 |"
+                 "    0.100 |     0.300 |     0.008 |         2 |",
+                 "Each objective minus kd at each step (same seeds, batches and queries):",
+                 "| aaa    | fam      |        1 |     10 | ot  | kd  |    0.460 |    0.410 |  0.050 |    0.000 |"
+                 "     0.100 |     0.008 |",
+                 "| aaa    | fam      |        1 | ot       |     10 |          0.725 |              nan |"
+                 "               nan | True        |",
+                 # training seconds per step without evaluation, median over cells; bf16 recorded, float32 default
+                 "| fam-L1    | bf16        |       11.000 |        0.000 |       1 |",
+                 "| fam-L1    | float32     |        4.500 |        0.325 |       2 |"):
+        assert line in lines, line
+    diagnostics = text[text.index("Collapse and"):text.index("### Task: siblings")]
+    assert "| kd " in diagnostics and "untrained" not in diagnostics
+    seconds = pd.read_csv(root / "r" / "step_seconds.csv").set_index("cell_id")
+    assert seconds.loc["aaa-fam-L1-kd-s0"].tolist() == ["fam-L1", "kd", "float32", 2, 6.0, 4.0, 3.0, 0.4]
+    assert seconds.loc["aaa-fam-L1-ot-s0"].tolist() == ["fam-L1", "ot", "bf16", 2, 22.0, 0.0, 11.0, 0.0]
+    assert (root / "r" / "report.md").read_text() == text
+    assert {p.name for p in (root / "r").iterdir()} == {"report.md", "step_seconds.csv"} | {
+        f"{kind}_{task}.csv" for kind in ("curves", "versus_start", "differences") for task in ("headline", "siblings")}
+
+
+def test_a_report_table_without_rows_reads_none():
+    from optical_core.study.report import _markdown
+
+    assert _markdown(pd.DataFrame()) == "(none)" and _markdown(pd.DataFrame(columns=["lang"])) == "(none)"
+    assert _markdown(pd.DataFrame({"x": [0.12345]}), 2).splitlines()[-1] == "| 0.12 |"
+    assert _markdown(pd.DataFrame({"x": [0.12345]})).splitlines()[-1] == "| 0.123 |"
+
+
+def test_export_summary_writes_into_an_existing_folder(study, tmp_path):
+    from optical_core.study.publish import export_summary
+    from optical_core.study.summary import analyse_sweep
+
+    root, _ = study
+    summary = analyse_sweep(root, n_boot=50)
+    out = tmp_path / "out"
+    out.mkdir()
+    export_summary(summary, out, figures=False)  # into a folder that exists: a publish over an earlier one
+    assert (out / "verdict.md").read_text() == f"{summary.regime}\n\n**fam**: {summary.families['fam']}\n"
+    assert not (out / "summary.json").exists()  # only with the results table it was computed from
+    assert {p.name for p in out.iterdir()} == {"accuracy.csv", "gains.csv", "slopes.csv", "verdict.md",
+                                                    "slopes_along_training.csv", "collapse_counts.csv",
+                                                    "curves_headline.csv"}
+
+
+def test_summary_json_holds_the_verdicts_parts_and_the_hash_of_its_results(study, tmp_path):
+    import hashlib
+
+    from optical_core.study.publish import export_summary
+    from optical_core.study.summary import analyse_sweep
+
+    root, _ = study
+    summary = analyse_sweep(root, n_boot=50)
+    export_summary(summary, tmp_path / "out", figures=False, results_file=root / "results.csv")
+    expected = {"metric": "mrr@10", "results_sha256": hashlib.sha256((root / "results.csv").read_bytes()).hexdigest(),
+                "regime": summary.regime, "families": summary.families, "devices": []}
+    assert (tmp_path / "out" / "summary.json").read_text() == json.dumps(expected, indent=1) + "\n"  # as published
+
+
+def test_regime_says_whether_kd_moved_off_its_start():
+    from optical_core.study.analysis import regime
+
+    starts = pd.DataFrame([dict(lang="aaa", family="fam", layers=1, method="kd", diff=0.1, p_value=0.2),
+                           dict(lang="aaa", family="fam", layers=2, method="kd", diff=-0.1, p_value=0.01),
+                           dict(lang="bbb", family="fam", layers=1, method="kd", diff=0.0, p_value=0.01),
+                           dict(lang="bbb", family="fam", layers=1, method="ot", diff=0.5, p_value=0.01),
+                           dict(lang="bbb", family="fam", layers=2, method="ot", diff=0.5, p_value=0.01)]).assign(
+        mean_start=0.3)
+    results = pd.DataFrame([dict(final=True, metric="mrr@10", task="headline", family="baseline", method="bm25",
+                                 value=0.7)])
+    assert regime(results, starts, "mrr@10", "headline") == (
+        "Regime (headline, mrr@10): aaa fam-L1 starts at 0.300; KD does not move off its start; change from start "
+        "at the last step: kd +0.100 (p=0.2); aaa fam-L2 starts at 0.300; KD falls below its start; change from "
+        "start at the last step: kd -0.100 (p=0.01); bbb fam-L1 starts at 0.300; KD does not move off its start; "
+        "change from start at the last step: kd +0.000 (p=0.01), ot +0.500 (p=0.01); bbb fam-L2 starts at 0.300; ; "
+        "change from start at the last step: ot +0.500 (p=0.01). Baselines on the same queries: bm25 0.700.")
+
+
+def test_each_familys_verdict_has_its_collapses_and_the_slopes_one_index(study):
+    from optical_core.study.summary import analyse_sweep
+
+    root, results = study
+    twin = results[results.family == "fam"].assign(family="gam", cell_id=lambda t: "g" + t.cell_id)
+    pd.concat([results, twin], ignore_index=True).to_csv(root / "results.csv", index=False)
+    for cell, manifest in (("aaa-fam-L1-kd-s0", {"device": "cuda:0"}), ("aaa-fam-L1-ot-s0", {"device": "cpu"}),
+                           ("bbb-fam-L1-kd-s0", {"device": "cpu"}), ("bbb-fam-L1-ot-s0", {})):
+        (root / "cells" / cell / "manifest.json").write_text(json.dumps(manifest))
+    summary = analyse_sweep(root, n_boot=50)
+    assert summary.devices == ["?", "cpu", "cuda:0"]  # a manifest without a device: unknown
+    assert summary.sweep == json.loads((root / "sweep.json").read_text())
+    assert summary.families["fam"].endswith(
+        " Collapse (mean pairwise query cosine > 0.9 on some evaluated task at some step; runs = languages x seeds): "
+        "ot in 1 of 10 runs (L1 1/4; 1 still collapsed at the last step). Budget: 64 bitext pairs x 1 epochs (2 "
+        "steps of batch 32, max length 48) per student.")
+    assert summary.families["gam"] == summary.families["fam"].replace("fam", "gam")
+    assert summary.slopes.family.tolist() == ["fam"] * 6 + ["gam"] * 6  # absolute then relative: pooled, aaa, bbb
+    assert summary.slopes.index.tolist() == list(range(12))
+
+
+def test_collapse_counts_of_a_study_without_trained_cells_keeps_its_columns(study):
+    from optical_core.study.curves import collapse_counts
+
+    _, results = study
+    empty = collapse_counts(results[results.method == "untrained"])
+    assert empty.empty and empty.columns.tolist() == ["family", "layers", "method", "cells", "collapsed_cells",
+                                                      "collapsed_at_end"]
+
+
+def test_a_missing_start_leaves_out_its_cell_only_and_differences_have_one_index(study):
+    from optical_core.study.curves import curve_tables, versus_start_table
+
+    root, results = study
+    no_start = results[~((results.method == "untrained") & (results.lang == "aaa") & (results.layers == 1))]
+    siblings = versus_start_table(no_start, root, task="siblings")  # the first cell in order has no start
+    assert len(siblings) == 4 * 2 and not ((siblings.lang == "aaa") & (siblings.layers == 1)).any()
+    third = results[results.method == "ot"].assign(method="ot2", cell_id=lambda t: t.cell_id + "-2")
+    tables = curve_tables(pd.concat([results, third], ignore_index=True), root)
+    assert tables.differences.a.tolist() == ["ot"] * 10 + ["ot2"] * 10
+    assert tables.differences.index.tolist() == list(range(20))

@@ -161,3 +161,11 @@ def test_a_store_reads_each_file_once_and_orders_seeds_and_queries(tmp_path, mon
     assert list(PerQueryStore(tmp_path).scores("two.csv")) == ["qid", "mrr@10", "ndcg@10"]
     kept = PerQueryStore(tmp_path, ("ndcg@10",)).scores("two.csv")  # only the columns asked for are parsed
     assert list(kept) == ["qid", "ndcg@10"] and kept["ndcg@10"].tolist() == [0.2, 0.1]
+
+
+def test_sign_flip_ps_defaults_to_seed_0_as_sign_flip_p():
+    from optical_core.evaluate.significance import sign_flip_p, sign_flip_ps
+
+    rng = np.random.default_rng(7)
+    a, b = rng.random(20), rng.random(20)  # 2^20 flips > 5000: random flips, so the seed matters
+    assert sign_flip_ps([(a, b)]) == [sign_flip_p(a, b, 5000, 0)] != [sign_flip_p(a, b, 5000, 1)]
