@@ -349,7 +349,7 @@ def test_the_overview_opens_the_published_study_without_torch(tmp_path):
 
     code = ("import sys; from streamlit.testing.v1 import AppTest; at = AppTest.from_file('pages/overview.py', "
             "default_timeout=240).run(); assert not at.exception, at.exception; "
-            "assert at.info[0].value.startswith('Regime (headline, mrr@10)'); "
+            "assert at.markdown[1].value.startswith('Students learn'); "
             "print(sorted(m for m in ('torch', 'transformers', 'ot') if m in sys.modules))")
     env = dict(os.environ, OPTICAL_RUNS=str(tmp_path))  # no sweeps of its own under runs/
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, env=env, capture_output=True, text=True,
