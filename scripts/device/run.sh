@@ -2,6 +2,7 @@
 # On the device machine, from the checkout's root, in the call that carries the last part of .devpack
 # (docs/STUDY.md, "Cells on a lent GPU"); every call, this one too, first copies its part out of the checkout:
 #   mkdir -p /tmp/parts && cp .devpack/p*/* /tmp/parts/ && WORKERS=8 SWEEP_S=420 bash scripts/device/run.sh
+# (or BENCH=steps|workers|cells for benchmarks/step_time.py's GPU rows instead of the sweep)
 # Unpacks the parts,
 # installs the carried wheels, restores the weights (checked against their sha256 from here), makes a clean
 # checkout of the packed commit, runs one sweep on WORKERS Dask worker processes for SWEEP_S seconds and puts
@@ -20,6 +21,10 @@ if [ ! -f $U/.done ]; then
 fi
 cd /tmp/repo && export PYTHONPATH=/tmp/site OPTICAL_DATA_DIR=/tmp/data/corpora OPTICAL_CACHE=/tmp/cache PYTHONUNBUFFERED=1
 python3 -c "from optical_core.models.me5_convert import convert; convert()" || exit 7  # once, before the workers
+if [ -n "${BENCH:-}" ]; then  # instead of a sweep: benchmarks/step_time.py (BENCH=steps, workers or cells)
+  timeout "${SWEEP_S:-420}" python3 benchmarks/step_time.py --device cuda --workers 1 8 --only "$BENCH" \
+    > "$OUT/step_time_$BENCH.md" 2> "$OUT/step_time_$BENCH.err"; exit
+fi
 mkdir -p /tmp/out/logs
 # one sweep, its cells on a local Dask cluster of WORKERS processes sharing the GPU (docs/ENGINE.md)
 timeout "${SWEEP_S:-420}" python3 -m optical_core sweep --config $U/device.toml --out /tmp/out \
