@@ -31,6 +31,7 @@ from optical_core.models.encoders import Encoder, load_teacher, mean_pool
 from optical_core.models.heads import HEADS
 from optical_core.models.students import Student, build_student
 from optical_core.settings import FULL_PRECISION, Budget, TrainConfig
+from optical_core.store.provenance import cpu_supports_bf16
 
 
 @dataclass(frozen=True)
@@ -90,15 +91,6 @@ def resolve_device(name: str = "auto") -> str:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
-
-
-def cpu_supports_bf16() -> bool:
-    """AVX-512 BF16 or AMX: the CPU has native bfloat16 dot products (otherwise bf16 is emulated, slower)."""
-    try:
-        flags = open("/proc/cpuinfo", encoding="utf-8").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_precision(name: str, device: str) -> str:
