@@ -78,8 +78,11 @@ def test_every_page_renders_in_headless_chromium(server):
             page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=180_000)
             page.get_by_text(heading).first.wait_for(timeout=60_000)
             assert page.locator("[data-testid='stException']").count() == 0, path
-            if path == "":
-                page.get_by_text("OT minus KD in mrr@10").first.wait_for(timeout=60_000)
+            if path == "":  # the answer in three sentences above the OT - KD figure (the rest in expanders)
+                page.get_by_text("The answer", exact=True).first.wait_for(timeout=60_000)
+                page.get_by_text(re.compile(r"^(Students learn|The students did not learn)")).first.wait_for(
+                    timeout=60_000)  # the regime, first
+                page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
             if path == "alignment":  # a study cell's recorded plans at two steps, no weights loaded
                 page.locator(".js-plotly-plot").nth(3).wait_for(timeout=120_000)
                 headers = page.get_by_text(re.compile(r" · step \d+ · mrr@10 ")).all_inner_texts()

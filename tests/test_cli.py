@@ -104,7 +104,7 @@ def test_a_malformed_toml_config_is_one_line(tmp_path, capsys):
     ('name = "../up"\n' + GRID, "config.name = '../up': must be a plain name (letters, digits, '.', '_', '-')"),
     ("[run.budget]\nlr = \"fast\"\n" + GRID, "config.run.budget.lr = 'fast': must be a number (between 1e-08 and 1)"),
     ("batch = 3\n" + GRID, ("config: unknown setting batch (known: name, description, grids, run, eval, ot, variants, "
-                            "baselines, keep_checkpoints)")),
+                            "baselines, keep_checkpoints, workers)")),
     ("[run]\nseed = 3\n" + GRID, "run.seed is set by each [[grid]] block (and [ot] / [[variant]] for the objective), not in [run]"),
     ("[run.student]\nfamily = 'me5'\n" + GRID, "run.student.family is set by each [[grid]] block (and [ot] / [[variant]] for the objective), not in [run]"),
     ("[eval]\nstop_task = 'dev'\n" + GRID, "config.eval.stop_task = 'dev': a run can only stop on a task it is scored on along training (tasks: headline)"),
