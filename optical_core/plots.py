@@ -200,6 +200,7 @@ def export_figure(fig: go.Figure, path_without_suffix: Path | str, png: bool = T
     base.parent.mkdir(parents=True, exist_ok=True)
     written = [base.with_suffix(".html")]
     fig.write_html(written[0], include_plotlyjs="cdn")
+    base.with_suffix(".png").unlink(missing_ok=True)  # a failed export must not leave an older figure behind
     if png:
         try:
             _start_image_server()

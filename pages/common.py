@@ -27,6 +27,18 @@ OT_CHOICES_NOTE = ("OPTICAL's exact OT settings (cost, marginals, epsilon, itera
                    "are not public: the values used here are this project's choices, recorded in every manifest.")
 
 
+def published_or_interactive(summary, name: str, caption: str, interactive: typing.Callable, key: str) -> None:
+    """The figure that `optical publish` drew beside the study's tables (a PNG: on screen at once), with a toggle to
+    the same figure in plotly (seconds of plotly in the browser); plotly alone for a study without the PNG."""
+    drawn = summary.published_figure(name)
+    if drawn and not st.toggle("Interactive figure", key=key, help="The same data in plotly: hover for each value "
+                               "and its interval. The static figure is the one `optical publish` drew from these "
+                               "tables."):
+        st.image(str(drawn), caption=caption, width="stretch")
+    else:
+        st.plotly_chart(interactive(), width="stretch")
+
+
 @st.cache_resource(show_spinner="Loading the teacher (all-MiniLM-L6-v2)...")
 def teacher():
     from optical_core.evaluate.scoring import prefetch_documents

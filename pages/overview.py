@@ -3,8 +3,8 @@ import streamlit as st
 from optical_core.plots import gain_figure, learning_curve_figure
 from optical_core.store.locations import study_dirs
 from optical_core.study.answer import short_answer
-from optical_core.study.summary import budget_note, sweep_budget
-from pages.common import LICENCES, OT_CHOICES_NOTE, load_study
+from optical_core.study.summary import DIFFERENCE_FIGURE, LEARNING_CURVES_FIGURE, budget_note, sweep_budget, sweep_task
+from pages.common import LICENCES, OT_CHOICES_NOTE, load_study, published_or_interactive
 
 st.title("Does student size change the gain of OT distillation over KD?")
 st.markdown(
@@ -32,21 +32,27 @@ if summary.superseded:
     st.error(summary.superseded)
 for sentence in short_answer(summary):  # at most three, generated: the regime, the trend, the main caveat
     st.markdown(sentence)
-main = summary.gains[summary.gains.family == "me5"] if "me5" in set(summary.gains.family) else summary.gains
-if len(main):
-    st.plotly_chart(gain_figure(main, y="abs_diff", title=f"OT - KD in {summary.metric} vs student size"),
-                    width="stretch")
+family = "me5" if "me5" in set(summary.gains.family) else next(iter(summary.gains.family), None)
+if family:
+    published_or_interactive(
+        summary, DIFFERENCE_FIGURE.format(family=family),
+        f"{family}: OT - KD in {summary.metric} vs student size, one line per language (95% CI), as published",
+        lambda: gain_figure(summary.gains[summary.gains.family == family], y="abs_diff",
+                            title=f"OT - KD in {summary.metric} vs student size"), key="answer_figure")
 if budget and budget.get("n_pairs", 0) < 5000 and summary.curves is None:
     st.warning("Toy-scale setting: " + budget_note(sweep) + " Absolute scores are far below what a full "
                "training budget would give; read the figures as a comparison of methods at equal, small budget.")
 with st.expander("The full verdict (every slope, the relative gain, along training, collapse, caveats)"):
     st.markdown(summary.verdict)
-    for family, text in summary.families.items():
+    for other, text in summary.families.items():
         if text != summary.verdict:
-            st.markdown(f"*Control family `{family}`:* {text}")
+            st.markdown(f"*Control family `{other}`:* {text}")
 if summary.curves is not None and len(summary.curves):
     with st.expander("Learning curves"):
-        st.plotly_chart(learning_curve_figure(summary.curves), width="stretch")
+        published_or_interactive(
+            summary, LEARNING_CURVES_FIGURE.format(task=sweep_task(sweep)),
+            f"{summary.metric} along training, per student, with the baselines (x: collapsed), as published",
+            lambda: learning_curve_figure(summary.curves), key="curves_figure")
 
 cols = st.columns(3)
 status = summary.results.cell_id.nunique()

@@ -6,10 +6,11 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from optical_core.study.analysis import language_level_slope, language_level_slopes
 from optical_core.study.answer import (
     README_END,
     README_START,
-    language_level_slope,
+    language_slope,
     readme_answer,
     replace_readme_answer,
     short_answer,
@@ -46,6 +47,17 @@ def test_the_language_level_interval_is_a_t_interval_over_the_languages():
     # t = 0.2 / (0.1 / sqrt 3) = 3.464; two-sided p with 2 df = 1 - t / sqrt(t^2 + 2) = 0.0742
     assert got["p_value"] == pytest.approx(0.0742, abs=5e-4) and (got["k"], got["low"], got["high"]) == (3, 0.1, 0.3)
     assert language_level_slope(crafted(True).slopes.iloc[:3], "me5") is None  # two languages: no interval
+
+
+def test_the_answer_reads_the_published_language_level_slope_when_there_is_one():
+    summary = crafted(True)
+    table = language_level_slopes(summary.slopes)
+    assert list(table[["family", "y", "k"]].itertuples(index=False, name=None)) == [("me5", "abs_diff", 3)]
+    assert language_slope(summary, "me5") == pytest.approx(language_level_slope(summary.slopes, "me5"))
+    summary.language_slopes = table.assign(ci_low=-0.987)  # the published row, not a recomputation
+    assert "the interval is -0.987 to" in short_answer(summary)[2]
+    summary.language_slopes = table.iloc[:0]  # published, and too few languages for it
+    assert language_slope(summary, "me5") is None and len(short_answer(summary)) == 2
 
 
 def test_three_sentences_regime_first_trend_with_its_interval_then_the_caveat():

@@ -100,8 +100,16 @@ def test_overview_opens_on_the_current_study_with_the_regime_first(app_env):
     assert "OT minus KD rises" in sentences[1] and sentences[2].startswith("The main caveat")
     assert summary.verdict in shown  # the full verdict, in its expander, regime before any trend
     assert summary.verdict.index("Regime (headline, mrr@10): ") < summary.verdict.index("OT minus KD")
-    assert titles(at) == ["OT - KD in mrr@10 vs student size",
-                          "mrr@10 along training (x: collapsed, query cosine > 0.9)"]
+    # The figures publish drew paint first (no plotly in the browser); a toggle swaps in the interactive one.
+    images = [i.proto.imgs[0] for i in at.get("image")]
+    assert [i.caption.split(",")[0] for i in images] == ["me5: OT - KD in mrr@10 vs student size",
+                                                          "mrr@10 along training"]
+    assert not figures(at)
+    at.toggle(key="answer_figure").set_value(True).run()
+    assert len(at.get("image")) == 1 and titles(at) == ["OT - KD in mrr@10 vs student size"]
+    at.toggle(key="curves_figure").set_value(True).run()
+    assert not at.get("image") and titles(at) == ["OT - KD in mrr@10 vs student size",
+                                                 "mrr@10 along training (x: collapsed, query cosine > 0.9)"]
     gain = figure_dicts(at)[0]["data"]
     langs = sorted(set(summary.gains[summary.gains.family == "me5"].lang))
     assert len(langs) == 5 and [t["name"] for t in gain] == langs + ["mean over languages"]

@@ -82,6 +82,8 @@ def test_every_page_renders_in_headless_chromium(server):
                 page.get_by_text("The answer", exact=True).first.wait_for(timeout=60_000)
                 page.get_by_text(re.compile(r"^(Students learn|The students did not learn)")).first.wait_for(
                     timeout=60_000)  # the regime, first
+                page.locator("[data-testid='stImage'] img").first.wait_for(timeout=120_000)  # publish's figure
+                page.get_by_text("Interactive figure").first.click()  # and the same figure in plotly
                 page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
             if path == "alignment":  # a study cell's recorded plans at two steps, no weights loaded
                 page.locator(".js-plotly-plot").nth(3).wait_for(timeout=120_000)

@@ -307,7 +307,7 @@ def test_publish_copies_the_records_and_writes_an_analysis_the_reader_reads_back
     assert (read_back.metric, read_back.regime, read_back.sweep, read_back.devices) == (
         "mrr@10", summary.regime, summary.sweep, summary.devices)
     assert read_back.cell_hours == pytest.approx(summary.cell_hours) and read_back.superseded == summary.superseded
-    for field in ("accuracy", "slopes", "curves", "along", "collapses", "baselines"):
+    for field in ("accuracy", "slopes", "curves", "along", "collapses", "baselines", "language_slopes"):
         pd.testing.assert_frame_equal(getattr(read_back, field).reset_index(drop=True),
                                       getattr(summary, field).reset_index(drop=True), check_dtype=False)
     pd.testing.assert_frame_equal(read_back.results.reset_index(drop=True), summary.results.reset_index(drop=True),
@@ -344,13 +344,14 @@ def test_reading_a_published_study_imports_no_torch():
 
 @pytest.mark.skipif(not (PROJECT / "results" / "study" / "analysis").is_dir(), reason="results/study not here")
 def test_the_overview_opens_the_published_study_without_torch(tmp_path):
-    """The Overview reads results/study's published analysis: neither the teacher nor checkpoints, so no torch."""
+    """The Overview reads results/study's published analysis: neither the teacher nor checkpoints, so no torch; and
+    its answer's language-level interval from a published table, so no scipy (a second to import)."""
     import subprocess
 
     code = ("import sys; from streamlit.testing.v1 import AppTest; at = AppTest.from_file('pages/overview.py', "
             "default_timeout=240).run(); assert not at.exception, at.exception; "
             "assert at.markdown[1].value.startswith('Students learn'); "
-            "print(sorted(m for m in ('torch', 'transformers', 'ot') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'transformers', 'ot', 'scipy') if m in sys.modules))")
     env = dict(os.environ, OPTICAL_RUNS=str(tmp_path))  # no sweeps of its own under runs/
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, env=env, capture_output=True, text=True,
                          timeout=300)
@@ -441,6 +442,16 @@ def test_publish_sweep_copies_finished_and_failed_cells_and_leaves_running_ones(
     assert (dest / "cells" / "failed-cell" / "per_query" / "step0_headline.csv").is_file()
     assert not (dest / "cells" / "running-cell").exists()
     assert {p.name for p in (dest / "cells" / kept.name).iterdir()} == set(PUBLISHED_FILES) | {"per_query"}
+
+
+def test_publishing_a_study_where_it_lies_copies_nothing_and_loses_nothing(study):
+    """`optical publish --sweep X --dest X` (a study's analysis written anew in place) leaves its records as they are."""
+    from optical_core.study.publish import publish_sweep
+
+    root, _ = study
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    publish_sweep(root, root)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
 def test_export_figures_draws_each_familys_own_rows(study, tmp_path, monkeypatch):
@@ -534,7 +545,7 @@ def test_export_summary_writes_into_an_existing_folder(study, tmp_path):
     assert (out / "verdict.md").read_text() == f"{summary.regime}\n\n**fam**: {summary.families['fam']}\n"
     assert not (out / "summary.json").exists()  # only with the results table it was computed from
     assert {p.name for p in out.iterdir()} == {"accuracy.csv", "gains.csv", "slopes.csv", "verdict.md",
-                                                    "slopes_along_training.csv", "collapse_counts.csv",
+                                                    "slopes_along_training.csv", "collapse_counts.csv", "language_slopes.csv",
                                                     "curves_headline.csv"}
 
 
@@ -612,3 +623,22 @@ def test_a_missing_start_leaves_out_its_cell_only_and_differences_have_one_index
     tables = curve_tables(pd.concat([results, third], ignore_index=True), root)
     assert tables.differences.a.tolist() == ["ot"] * 10 + ["ot2"] * 10
     assert tables.differences.index.tolist() == list(range(20))
+
+
+def test_a_failed_png_export_leaves_no_older_figure_behind(tmp_path, no_png):
+    """The Overview shows a study's published PNG as its answer's figure: one from an earlier publish must not
+    outlive a publish that could not draw it."""
+    import plotly.graph_objects as go
+
+    from optical_core.plots import export_figure
+    from optical_core.study.summary import StudySummary
+
+    (tmp_path / "difference_vs_size_fam.png").write_bytes(b"an older figure")
+    written = export_figure(go.Figure(), tmp_path / "difference_vs_size_fam")
+    assert [p.name for p in written] == ["difference_vs_size_fam.html"]
+    assert not (tmp_path / "difference_vs_size_fam.png").exists()
+    summary = StudySummary(*[None] * 11, analysis_dir=tmp_path)
+    assert summary.published_figure("difference_vs_size_fam") is None  # the page then draws it in plotly
+    (tmp_path / "difference_vs_size_fam.png").write_bytes(b"png")
+    assert summary.published_figure("difference_vs_size_fam") == tmp_path / "difference_vs_size_fam.png"
+    assert StudySummary(*[None] * 11).published_figure("difference_vs_size_fam") is None  # analysed afresh

@@ -19,6 +19,8 @@ from optical_core.study.analysis import where_kd_learned
 from optical_core.study.report import write_curve_report
 from optical_core.study.summary import (
     ANALYSED_METRICS,
+    DIFFERENCE_FIGURE,
+    LANGUAGE_SLOPES,
     OPTIONAL_TABLES,
     SUMMARY_FILE,
     StudySummary,
@@ -33,6 +35,8 @@ PUBLISHED_FILES = ("result.json", "per_query.csv", "manifest.json", "train_log.j
 def publish_sweep(sweep_dir: Path, dest: Path) -> None:
     """Copy a sweep's tables and per-cell records (never its checkpoints) so that they can be committed."""
     sweep_dir, dest = Path(sweep_dir), Path(dest)
+    if dest.resolve() == sweep_dir.resolve():
+        return  # publishing a study where it lies (its analysis anew): nothing to copy
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("results.csv", "results.parquet", "sweep.json", "status.json"):
         if (sweep_dir / name).is_file():
@@ -81,6 +85,8 @@ def export_summary(summary: StudySummary, out: Path, figures: bool = True, resul
     summary.accuracy.to_csv(out / "accuracy.csv", index=False)
     summary.gains.to_csv(out / "gains.csv", index=False)
     summary.slopes.to_csv(out / "slopes.csv", index=False)
+    if summary.language_slopes is not None:
+        summary.language_slopes.to_csv(out / LANGUAGE_SLOPES, index=False)
     for field, name in OPTIONAL_TABLES.items():
         if getattr(summary, field) is not None:
             getattr(summary, field).to_csv(out / name, index=False)
@@ -103,7 +109,7 @@ def export_figures(summary: StudySummary, out: Path) -> None:
     for family in summary.gains.family.unique():
         gains = summary.gains[summary.gains.family == family]
         export_figure(gain_figure(gains, y="abs_diff", title=f"{family}: OT - KD in {metric} vs student size"),
-                      out / f"difference_vs_size_{family}")
+                      out / DIFFERENCE_FIGURE.format(family=family))
         learned, _ = where_kd_learned(gains)  # a relative gain only where KD moved off its start
         export_figure(gain_figure(learned, title=f"{family}: OT-vs-KD gain in {metric} vs student size, where KD "
                                                  f"beats its start ({len(learned)} of {len(gains)} cells)"),

@@ -19,7 +19,7 @@ from optical_core.store.atomic import atomic_write_text
 from optical_core.study.analysis import regime
 from optical_core.study.curves import CurveTables, curve_tables
 from optical_core.study.results import collect_results
-from optical_core.study.summary import sweep_budget, sweep_eval_steps, sweep_precision
+from optical_core.study.summary import LEARNING_CURVES_FIGURE, sweep_budget, sweep_eval_steps, sweep_precision
 
 
 def _markdown(frame: pd.DataFrame, digits: int = 3) -> str:
@@ -91,7 +91,7 @@ def write_curve_report(sweep_dir: Path | str, out: Path | str | None = None, met
         if figures:
             figure = learning_curve_figure(curves, dict(zip(baselines.method, baselines.value)),
                                            title=f"{config['name']}: {metric} on {task} along training")
-            export_figure(figure, out / f"learning_curves_{task}")
+            export_figure(figure, out / LEARNING_CURVES_FIGURE.format(task=task))
         sections += ["Mean over seeds x queries per step (x: collapsed, mean pairwise query cosine > 0.9):\n",
                      _markdown(curve_pivot(curves)), "",
                      "Each method at its last step minus its own step 0 (paired over queries, seeds averaged):\n",

@@ -17,6 +17,7 @@ from optical_core.store.locations import superseded_reason
 from optical_core.study.analysis import (
     accuracy_table,
     gain_table,
+    language_level_slopes,
     regime_summary,
     relative_slopes,
     scaling_slopes,
@@ -31,6 +32,9 @@ from optical_core.study.results import final_results
 ANALYSED_METRICS = {PRIMARY_METRIC: ".", "ndcg@10": "ndcg10"}
 SUMMARY_FILE = "summary.json"  # the verdict's parts and a hash of the results table they were computed from
 OPTIONAL_TABLES = {"along": "slopes_along_training.csv", "collapses": "collapse_counts.csv"}
+DIFFERENCE_FIGURE = "difference_vs_size_{family}"  # OT - KD vs size, one line per language: the answer's figure
+LEARNING_CURVES_FIGURE = "learning_curves_{task}"  # each objective along training, per size, with the baselines
+LANGUAGE_SLOPES = "language_slopes.csv"  # written by every publish since 2026-12-06; computed when absent
 
 
 @dataclass
@@ -52,6 +56,14 @@ class StudySummary:
     along: pd.DataFrame | None = None  # each objective minus KD: the slope on size at every evaluated step
     collapses: pd.DataFrame | None = None  # collapsed cells per family, size and objective
     curve_tables: CurveTables | None = None  # a fresh analysis' tables of its task, for the report (not published)
+    language_slopes: pd.DataFrame | None = None  # the slope with languages as the unit, per family and quantity
+    analysis_dir: Path | None = None  # where the published tables and figures were read from (None: analysed afresh)
+
+    def published_figure(self, name: str) -> Path | None:
+        """The PNG that the summary's publish drew beside its tables (e.g. DIFFERENCE_FIGURE), or None: the app
+        shows it at once where the interactive figure needs seconds of plotly in the browser."""
+        png = self.analysis_dir / f"{name}.png" if self.analysis_dir is not None else None
+        return png if png is not None and png.is_file() else None
 
     @property
     def provenance(self) -> str:
@@ -107,7 +119,7 @@ def analyse_sweep(sweep_dir: Path, metric: str = PRIMARY_METRIC, n_boot: int = 1
     return StudySummary(metric, results, accuracy, gains, slopes, _headline(sweep_dir, regime_text, families),
                         families, sweep, baselines_of(results, metric), devices, cell_hours_of(results),
                         None if tables is None else tables.curves, regime_text, superseded_reason(sweep_dir), along,
-                        collapses, tables)
+                        collapses, tables, language_level_slopes(slopes))
 
 
 def _headline(sweep_dir: Path, regime_text: str, families: dict[str, str]) -> str:
@@ -163,6 +175,7 @@ def published_summary(study_dir: Path, metric: str = PRIMARY_METRIC) -> StudySum
         # along training, collapses and curves exist only for a study with several evaluated steps
         optional = {field: _read_table(out / name) if multi_step else None for field, name in OPTIONAL_TABLES.items()}
         curves = _read_table(out / f"curves_{sweep_task(sweep)}.csv") if multi_step else None
+        language_slopes = _read_table(out / LANGUAGE_SLOPES)
     except (ValueError, OSError):  # a damaged table (pandas' parser errors are ValueErrors)
         return None
     if any(t is None for t in tables.values()) or (multi_step and curves is None):
@@ -172,7 +185,7 @@ def published_summary(study_dir: Path, metric: str = PRIMARY_METRIC) -> StudySum
     return StudySummary(metric, results, tables["accuracy"], tables["gains"], tables["slopes"],
                         _headline(study_dir, regime_text, families), families, sweep, baselines_of(results, metric),
                         saved["devices"], cell_hours_of(results), curves, regime_text, superseded_reason(study_dir),
-                        optional["along"], optional["collapses"])
+                        optional["along"], optional["collapses"], language_slopes=language_slopes, analysis_dir=out)
 
 
 def _well_formed(saved, metric: str) -> bool:
