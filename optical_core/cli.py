@@ -30,7 +30,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from optical_core.errors import OpticalError
-from optical_core.settings import TASKS, Budget, EvalPlan, SweepConfig, TrainConfig, parse_text, setting_field
+from optical_core.settings import (
+    EVAL_PRECISIONS,
+    TASKS,
+    Budget,
+    EvalPlan,
+    SweepConfig,
+    TrainConfig,
+    parse_text,
+    setting_field,
+)
 
 
 def _print_table(frame) -> None:
@@ -231,7 +240,7 @@ def cmd_rebuild(args) -> None:
             bar.total = log.total_steps
             bar.update(1)
 
-        rebuilt = rebuild_cell(study, args.cell, args.out, on_step=on_step)
+        rebuilt = rebuild_cell(study, args.cell, args.out, on_step=on_step, precision=args.precision)
     _print_table(rebuilt.comparison.round(4))
     print(rebuilt.summary())
 
@@ -404,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cell", help="a trained cell's id, e.g. swa-me5-L1-ot-s0")
     p.add_argument("--study", default="results/study", help="the study folder holding cells/<id>/result.json")
     p.add_argument("--out", default="checkpoints", help="checkpoint root directory (the checkpoint is named CELL)")
+    p.add_argument("--precision", choices=EVAL_PRECISIONS, default=None,
+                   help="train and evaluate at this precision instead of the recorded one (float32 on a CPU without "
+                        "native bf16, where bf16 is emulated and several times slower); compared as another setup")
     p.set_defaults(func=cmd_rebuild)
 
     p = sub.add_parser("analyse", help="gains, slopes and verdict of a sweep")

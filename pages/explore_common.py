@@ -3,7 +3,6 @@ family, size, method, seed), and the rebuild button. App layer only: every numbe
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import streamlit as st
@@ -70,38 +69,34 @@ def pick_cell(container, cells: list[StudyCell], key: str, default: StudyCell | 
     return next(c for c in cells if c.seed == seed)
 
 
-def rebuild_module():
-    """optical_core.study.rebuild when it exists (imported lazily: it trains, so it imports torch), else None."""
-    try:
-        return importlib.import_module("optical_core.study.rebuild")
-    except ImportError:
-        return None
-
-
 def rebuild_button(container, study: Path, cell: StudyCell, key: str) -> None:
     """A button that retrains `cell` from its record into checkpoints/ (and adds its plan records where it
-    reproduces); hidden while the core has no rebuild."""
-    module = rebuild_module()
-    if module is None or not hasattr(module, "rebuild_cell"):
-        return
+    reproduces), with progress; the core's rebuild is imported on the click (it trains, so it imports torch)."""
+    at_float32 = container.checkbox(
+        "at float32", key=f"rebuild-fp32-{key}-{cell.id}",
+        help="Train and evaluate at float32 instead of the recorded precision: several times faster on a CPU "
+             "without native bf16, where bf16 is emulated. The rebuild is then compared as another setup (within "
+             "seed noise, not equal) and adds nothing to the study.")
     if not container.button(f"Rebuild {cell.id}", key=f"rebuild-{key}-{cell.id}",
                             help="Retrain the cell from its record (settings, seed, data) into checkpoints/ and "
                                  "check its metrics against the record: minutes on a CPU."):
         return
+    from optical_core.study.rebuild import rebuild_cell
+
     total = max(cell.steps(), default=0)  # the last evaluated step: the run's last step
     bar = container.progress(0.0, text=f"Rebuilding {cell.id}...")
 
     def on_step(log):  # the core reports each training step (a StepLog)
-        step = getattr(log, "step", log)
-        if isinstance(step, int) and total:
-            bar.progress(min(step / total, 1.0), text=f"Rebuilding {cell.id}: step {step} / {total}")
+        if total:
+            bar.progress(min(log.step / total, 1.0), text=f"Rebuilding {cell.id}: step {log.step} / {total}")
 
     try:
-        result = module.rebuild_cell(study, cell.id, checkpoint_root(), on_step=on_step)
+        result = rebuild_cell(study, cell.id, checkpoint_root(), on_step=on_step,
+                              precision="float32" if at_float32 else None)
     except Exception as err:  # a one-line error from the core (settings, data, checkpoint) or anything else
         container.error(f"Rebuild of {cell.id} failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
         return
     bar.progress(1.0, text="Done")
-    container.success(result.summary() if hasattr(result, "summary") else str(result))
-    if getattr(result, "added_records", None):
+    container.success(result.summary())
+    if result.added_records:
         container.button("Open its records", key=f"reopen-{key}-{cell.id}")  # any click reruns the page

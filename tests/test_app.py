@@ -313,10 +313,10 @@ def test_alignment_page_says_a_cell_has_no_plan_records_and_offers_rebuild(app_e
     monkeypatch.setattr(locations, "COMMITTED_STUDIES", tmp_path / "results")
     calls = []
 
-    def rebuild_cell(study_dir, cell_id, checkpoints_root, on_step=None):  # the core's agreed signature
-        calls.append((Path(study_dir), cell_id, Path(checkpoints_root)))
+    def rebuild_cell(study_dir, cell_id, checkpoints_root, on_step=None, precision=None):  # the core's signature
+        calls.append((Path(study_dir), cell_id, Path(checkpoints_root), precision))
         on_step(types.SimpleNamespace(step=2))  # a StepLog
-        return "rebuilt: mrr@10 equal to the record"
+        return types.SimpleNamespace(summary=lambda: "rebuilt: mrr@10 equal to the record", added_records=[])
 
     monkeypatch.setitem(sys.modules, "optical_core.study.rebuild", types.SimpleNamespace(rebuild_cell=rebuild_cell))
     at = open_page("pages/alignment.py")
@@ -326,14 +326,14 @@ def test_alignment_page_says_a_cell_has_no_plan_records_and_offers_rebuild(app_e
                                           "rebuild the cell to see them)"]
     assert not figures(at) and not at.exception
     next(b for b in at.button if b.label == "Rebuild swa-minilm-L1-ot-s0").click().run()
-    assert calls == [(study, "swa-minilm-L1-ot-s0", app_env)]
+    assert calls == [(study, "swa-minilm-L1-ot-s0", app_env, None)]  # at the recorded precision
     assert [s.value for s in at.success] == ["rebuilt: mrr@10 equal to the record"]
+    at.checkbox(key="rebuild-fp32-alignment-swa-minilm-L1-ot-s0").check().run()
+    next(b for b in at.button if b.label == "Rebuild swa-minilm-L1-ot-s0").click().run()
+    assert calls[-1] == (study, "swa-minilm-L1-ot-s0", app_env, "float32")
 
     pick(at, "alignment-a", size=2)
     assert len(at.info) == 1 and at.info[0].value.startswith(f"{study}/cells/swa-minilm-L2-ot-s0/plans.npz: damaged (")
-    monkeypatch.setitem(sys.modules, "optical_core.study.rebuild", None)  # no rebuild in the core: no button
-    at.run()
-    assert not [b for b in at.button if b.label.startswith("Rebuild")] and len(at.info) == 1
 
 
 def test_compare_page_pairs_two_study_cells_from_their_records(app_env, quick_sweep):

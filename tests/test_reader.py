@@ -642,3 +642,22 @@ def test_a_failed_png_export_leaves_no_older_figure_behind(tmp_path, no_png):
     (tmp_path / "difference_vs_size_fam.png").write_bytes(b"png")
     assert summary.published_figure("difference_vs_size_fam") == tmp_path / "difference_vs_size_fam.png"
     assert StudySummary(*[None] * 11).published_figure("difference_vs_size_fam") is None  # analysed afresh
+
+
+def test_versus_start_reads_each_run_at_the_step_it_kept(study):
+    """A run stopped on its dev score keeps an earlier step than its last evaluated one: its gain on the start
+    is read there, per seed, and on a task scored at the end only too."""
+    from optical_core.study.curves import versus_start_table
+
+    root, results = study
+    stopped = "aaa-fam-L1-kd-s1"  # seed 1 kept step 0: it never beat its start
+    results = results.copy()
+    is_stopped = results.cell_id == stopped
+    results.loc[is_stopped, "final"] = (results.step == 0) & (results.task == "headline")
+    starts = versus_start_table(results, root)
+    kd = row(starts, lang="aaa", layers=1, method="kd")
+    assert kd["diff"] == pytest.approx((0.1 + 0.0) / 2) and kd.n_seeds == 2 and kd.final_step == 10  # seed 0: 10
+    assert row(starts, lang="aaa", layers=2, method="kd")["diff"] == pytest.approx(0.2)  # the others unchanged
+    siblings = versus_start_table(results, root, task="siblings")  # scored at step 10 only: seed 1 has none at 0
+    assert row(siblings, lang="aaa", layers=1, method="kd")["diff"] == pytest.approx(0.1)
+    assert row(siblings, lang="aaa", layers=1, method="kd").n_seeds == 1

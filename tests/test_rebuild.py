@@ -47,3 +47,21 @@ def test_rebuild_refuses_what_it_cannot_reproduce(quick_sweep, tmp_path):
     with pytest.raises(DataError, match="the training bitext differs from the one it ran on"):
         rebuild_cell(study, "swa-minilm-L1-kd-s0", tmp_path / "checkpoints")
     assert not (tmp_path / "checkpoints").exists()  # refused before any training
+
+
+def test_a_rebuild_at_another_precision_is_compared_as_another_setup(quick_sweep, tmp_path, teacher):
+    """`--precision` (float32 for a bf16 cell on a CPU that emulates bf16): trained and evaluated at that
+    precision, said so, and never taken for the recorded run."""
+    out, _, _ = quick_sweep
+    study = tmp_path / "study"
+    shutil.copytree(out, study)
+    cell = study / "cells" / "swa-minilm-L1-kd-s0"
+    (cell / "plans.npz").unlink(missing_ok=True)
+    recorded = json.loads((cell / "result.json").read_text())["settings"]["precision"]
+    other = "bf16" if recorded == "float32" else "float32"
+    rebuilt = rebuild_cell(study, "swa-minilm-L1-kd-s0", tmp_path / "checkpoints", teacher=teacher, precision=other)
+    assert not rebuilt.same_setup and rebuilt.added_records == [] and not (cell / "plans.npz").exists()
+    assert f"at {other}; ran on " in rebuilt.setup and rebuilt.setup.endswith(f"at {recorded}")
+    assert f"on another device or precision (rebuilt on " in rebuilt.summary()
+    manifest = json.loads((rebuilt.checkpoint / "manifest.json").read_text())
+    assert manifest["precision"] == other  # the checkpoint says how it was trained

@@ -69,7 +69,8 @@ def paired_differences(scores: PerQueryStore | Path | str, pairs: list[tuple[lis
 def _systems(rows: pd.DataFrame, key: list[str]) -> dict[tuple, list[dict]]:
     """The rows of each `key` value (sorted as a groupby sorts them), each row a dict, in table order: one pass
     over the table instead of a filter per group (a publish makes thousands of pairs)."""
-    columns = list(dict.fromkeys(key + ["method", "seed", "per_query_file", "step", "params_non_embedding"]))
+    columns = list(dict.fromkeys(key + ["method", "seed", "per_query_file", "step", "params_non_embedding"]
+                                 + (["cell_id"] if "cell_id" in rows else [])))
     grouped: dict[tuple, list[dict]] = {}
     for values in zip(*(rows[c].tolist() for c in columns)):
         record = dict(zip(columns, values))
@@ -81,17 +82,30 @@ def _runs(records: list[dict]) -> list[tuple[int, str]]:
     return [(r["seed"], r["per_query_file"]) for r in records]
 
 
+def selected_steps(results: pd.DataFrame) -> dict[str, int]:
+    """cell_id -> the step its run kept (the row marked `final`); empty for a table without the marks."""
+    if "final" not in results or "cell_id" not in results:
+        return {}
+    kept = results[results["final"].astype(bool)]
+    return dict(zip(kept.cell_id, kept.step.astype(int)))
+
+
 def versus_start_table(results: pd.DataFrame, scores: PerQueryStore | Path | str, metric: str = PRIMARY_METRIC,
                        task: str = "headline") -> pd.DataFrame:
-    """Each trained method at its last step minus its own step 0 (the linear-map start), paired. Where a
-    task is scored at the last step only (siblings), the start is the size's `untrained` cell: the same
-    model as every seed's step 0 (the head is fitted in closed form; evaluation has no dropout)."""
+    """Each trained method at the step its run kept (its selected step: the last one, unless the run stopped on
+    its dev score) minus its own step 0 (the linear-map start), paired. Where a task is scored at the selected
+    step only (siblings), the start is the size's `untrained` cell: the same model as every seed's step 0 (the
+    head is fitted in closed form; evaluation has no dropout). `final_step` is the latest selected step."""
     scored = results[(results.metric == metric) & (results.task == task) & (results.family != "baseline")]
     untrained = _systems(scored[scored.method == "untrained"], CELL)
+    selected = selected_steps(results)
     keys, pairs = [], []
     for key, records in _systems(scored[scored.method != "untrained"], CELL + ["method"]).items():
-        final_step = max(r["step"] for r in records)
-        last = [r for r in records if r["step"] == final_step]
+        latest = max(r["step"] for r in records)
+        last = [r for r in records if r["step"] == selected.get(r.get("cell_id"), latest)]
+        if not last:
+            continue
+        final_step = max(r["step"] for r in last)
         start = _runs([r for r in records if r["step"] == 0])
         if not start:
             if key[:3] not in untrained:

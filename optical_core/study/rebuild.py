@@ -48,10 +48,12 @@ class Rebuilt:
     comparison: pd.DataFrame  # per recorded (step, task): recorded and rebuilt means, their paired difference
     seed_difference: float | None  # |seed a - seed b| of the same configuration's main score, when the study has both
     added_records: list[str]  # files added to the study's cell folder (only when identical)
+    setup: str = ""  # where and how it was rebuilt, beside where and how it ran
 
     def summary(self) -> str:
         main = self.comparison.iloc[-1]
-        where = "on the device and precision it ran with" if self.same_setup else "on another device or precision"
+        where = "on the device and precision it ran with" if self.same_setup else \
+            f"on another device or precision ({self.setup})" if self.setup else "on another device or precision"
         verdict = ("reproduced exactly: every per-query score is equal" if self.identical else
                    f"differs: {PRIMARY_METRIC} {main.recorded:.4f} recorded vs {main.rebuilt:.4f} rebuilt "
                    f"(difference {main['diff']:+.4f}, paired p = {main.p_value:.3g} over {int(main.n_queries)} queries)")
@@ -143,24 +145,39 @@ def _same_setup(study_dir: Path, record: dict, run: TrainConfig) -> bool:
 
 
 def rebuild_cell(study_dir: Path | str, cell_id: str, checkpoints_root: Path | str,
-                 on_step: Callable | None = None, teacher: Encoder | None = None) -> Rebuilt:
-    """Retrain `cell_id` of `study_dir` from its record into `<checkpoints_root>/<cell_id>` and check it."""
+                 on_step: Callable | None = None, teacher: Encoder | None = None,
+                 precision: str | None = None) -> Rebuilt:
+    """Retrain `cell_id` of `study_dir` from its record into `<checkpoints_root>/<cell_id>` and check it.
+    `precision` replaces the recorded one for training and evaluation (e.g. float32 on a CPU without native bf16,
+    where bf16 is emulated and several times slower): the rebuild is then compared as another setup."""
     study_dir, root = Path(study_dir), Path(checkpoints_root)
     record = cell_record(study_dir, cell_id)
     cell, config = sweep_of(record)
+    if precision is not None:
+        config = replace(config, run=replace(config.run, precision=precision),
+                         eval=replace(config.eval, precision=precision))
     _check_data(study_dir, cell, config.run)
     files = run_cell(cell, config, teacher or load_teacher(), on_step=on_step)
     comparison, identical = _compare(study_dir, record, files)
-    same = _same_setup(study_dir, record, config.run)
+    recorded_precision = config.run.precision == record["settings"]["precision"]
+    same = _same_setup(study_dir, record, config.run) and recorded_precision
     checkpoint = _write_checkpoint(root, cell_id, files)
     added = []
-    if identical:  # the same run: its missing records belong to the study's cell
+    if identical and recorded_precision:  # the same run: its missing records belong to the study's cell
         for name in (PLANS, TOP_DOCUMENTS):
             target = study_dir / "cells" / cell_id / name
             if name in files and not target.exists():
                 atomic_write_bytes(target, files[name])
                 added.append(name)
-    return Rebuilt(cell_id, checkpoint, same, identical, comparison, _seed_difference(study_dir, record), added)
+    return Rebuilt(cell_id, checkpoint, same, identical, comparison, _seed_difference(study_dir, record), added,
+                   _setup(study_dir, record, config.run))
+
+
+def _setup(study_dir: Path, record: dict, run: TrainConfig) -> str:
+    manifest = Path(study_dir) / "cells" / record["cell_id"] / "manifest.json"
+    recorded = json.loads(manifest.read_text()).get("device", "?") if manifest.is_file() else "?"
+    return (f"rebuilt on {device_description(resolve_device(run.device))} at {run.precision}; "
+            f"ran on {recorded} at {record['settings']['precision']}")
 
 
 def _write_checkpoint(root: Path, name: str, files: dict[str, bytes]) -> Path:
