@@ -65,3 +65,6 @@ def test_a_rebuild_at_another_precision_is_compared_as_another_setup(quick_sweep
     assert f"on another device or precision (rebuilt on " in rebuilt.summary()
     manifest = json.loads((rebuilt.checkpoint / "manifest.json").read_text())
     assert manifest["precision"] == other  # the checkpoint says how it was trained
+    check = json.loads((rebuilt.checkpoint / "rebuild.json").read_text())  # and how it compares to its record
+    assert check["summary"] == rebuilt.summary() and check["same_setup"] is False
+    assert [r["step"] for r in check["comparison"]] == list(rebuilt.comparison.step)

@@ -33,10 +33,13 @@ from optical_core.settings import (
     from_mapping,
 )
 from optical_core.store.atomic import atomic_write_bytes
-from optical_core.store.provenance import device_description
+from optical_core.store.provenance import device_description, utc_now
 from optical_core.study.cell import RESULT, run_cell
 from optical_core.study.grid import Cell
 from optical_core.study.records import PLANS, TOP_DOCUMENTS
+
+
+REBUILD_CHECK = "rebuild.json"  # in the rebuilt checkpoint: how it compares to its record
 
 
 @dataclass
@@ -169,8 +172,19 @@ def rebuild_cell(study_dir: Path | str, cell_id: str, checkpoints_root: Path | s
             if name in files and not target.exists():
                 atomic_write_bytes(target, files[name])
                 added.append(name)
-    return Rebuilt(cell_id, checkpoint, same, identical, comparison, _seed_difference(study_dir, record), added,
-                   _setup(study_dir, record, config.run))
+    rebuilt = Rebuilt(cell_id, checkpoint, same, identical, comparison, _seed_difference(study_dir, record), added,
+                      _setup(study_dir, record, config.run))
+    write_check(rebuilt, checkpoint / REBUILD_CHECK)
+    return rebuilt
+
+
+def write_check(rebuilt: Rebuilt, path: Path) -> None:
+    """The check against the record, kept beside the rebuilt weights (and citable: a generated file)."""
+    atomic_write_bytes(path, (json.dumps({
+        "cell_id": rebuilt.cell_id, "summary": rebuilt.summary(), "setup": rebuilt.setup,
+        "same_setup": rebuilt.same_setup, "identical": rebuilt.identical, "seed_difference": rebuilt.seed_difference,
+        "added_records": rebuilt.added_records, "comparison": rebuilt.comparison.to_dict(orient="records"),
+        "written": utc_now()}, indent=1) + "\n").encode())
 
 
 def _setup(study_dir: Path, record: dict, run: TrainConfig) -> str:
