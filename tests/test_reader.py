@@ -518,6 +518,8 @@ def test_the_report_text_holds_the_tables_and_the_measured_cost(study):
     diagnostics = text[text.index("Collapse and"):text.index("### Task: siblings")]
     assert "| kd " in diagnostics and "untrained" not in diagnostics
     seconds = pd.read_csv(root / "r" / "step_seconds.csv").set_index("cell_id")
+    assert list(seconds.columns) == ["student", "method", "precision", "steps", "train_s", "eval_s", "s_per_step",
+                                     "eval_share"]  # the published table's header, named as the report reads it
     assert seconds.loc["aaa-fam-L1-kd-s0"].tolist() == ["fam-L1", "kd", "float32", 2, 6.0, 4.0, 3.0, 0.4]
     assert seconds.loc["aaa-fam-L1-ot-s0"].tolist() == ["fam-L1", "ot", "bf16", 2, 22.0, 0.0, 11.0, 0.0]
     assert (root / "r" / "report.md").read_text() == text
