@@ -552,3 +552,51 @@ def test_each_current_committed_study_has_a_current_published_analysis():
     for label, d in current.items():
         for metric in ANALYSED_METRICS:
             assert published_summary(d, metric) is not None, f"{label}: no current analysis for {metric}; republish"
+
+
+@pytest.fixture
+def fresh_clone(monkeypatch, tmp_path):
+    """The app as a fresh clone has it: the committed studies, no sweep under runs/, no checkpoint."""
+    monkeypatch.setenv("OPTICAL_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("OPTICAL_CHECKPOINTS", str(tmp_path / "checkpoints"))
+
+
+def test_a_fresh_clone_watches_pure_ot_collapse_at_l1_beside_l12_from_committed_records(fresh_clone):
+    """No training and no weights: results/explore's records give swa me5-L1 pure OT at steps 0, 25 and its
+    selected step, and the same objective at L12 beside it, on one colour scale."""
+    from optical_core.study.explore import read_study_cells
+    from optical_core.study.records import read_plans
+
+    explore = PROJECT / "results" / "explore"
+    at = open_page("pages/alignment.py")
+    assert at.selectbox(key="alignment-study").value == "results/explore"  # the first study with plan records
+    assert picked(at, "alignment-a") == ["swa", "me5", 1, "ot", 0]
+    plans = read_plans(explore / "cells" / "swa-me5-L1-ot-s0")
+    cell = next(c for c in read_study_cells(explore)[0] if c.id == "swa-me5-L1-ot-s0")
+    assert plans.steps == [0, 25, cell.selected_step]
+    assert titles(at) == [f"me5-L1 ot, step {s}: {kind}" for s in (0, cell.selected_step)
+                          for kind in ("transport plan", "cost matrix")]
+    at.select_slider(key="step-another step of this cell-1-swa-me5-L1-ot-s0").set_value(25).run()
+    at25 = cell.evaluation(25)
+    assert at.markdown[1].value.startswith(f"**swa · me5-L1 · ot · seed 0** · step 25 · mrr@10 "
+                                           f"{at25['means']['mrr@10']:.3f}")
+    assert ("(collapsed)" in at.markdown[1].value) == bool(at25["collapsed"])
+    at.radio[1].set_value("another cell").run()  # beside it: the largest recorded size, same objective
+    assert picked(at, "alignment-b") == ["swa", "me5", 12, "ot", 0] and not at.exception
+    figs = figure_dicts(at)
+    assert [f["layout"]["title"]["text"].split(",")[0] for f in figs] == ["me5-L1 ot"] * 2 + ["me5-L12 ot"] * 2
+    assert figs[0]["data"][0]["zmax"] == figs[2]["data"][0]["zmax"]  # one colour scale per row
+    assert figs[1]["data"][0]["zmin"] == figs[3]["data"][0]["zmin"]
+
+
+def test_a_fresh_clone_compares_two_committed_study_cells_with_their_top_documents(fresh_clone):
+    at = open_page("pages/compare.py")
+    assert at.selectbox(key="compare-study").value == "results/explore"
+    assert picked(at, "compare-a")[3] == "kd" and picked(at, "compare-b")[3] == "ot"  # KD beside OT, one student
+    wins = next(d.value for d in at.dataframe if "queries where A wins" in d.value.columns)
+    assert int(wins.iloc[0][["queries where A wins", "queries where A ties", "queries where A loses"]].sum()) == 123
+    assert any(s.value == "Queries where they differ most" for s in at.subheader)
+    expander = at.expander[0]
+    assert [m.value for m in expander.markdown if m.value.endswith(", its top 3")] == [
+        "**A: swa · me5-L1 · kd · seed 0**, its top 3", "**B: swa · me5-L1 · ot · seed 0**, its top 3"]
+    assert sum(m.value.startswith(("1. ", "2. ", "3. ")) for m in expander.markdown) == 6  # 3 documents a side

@@ -2,9 +2,9 @@
 
 Set OPTICAL_SCREENSHOTS=<dir> to save a screenshot of every page (the README's pictures).
 
-The app is the committed one, with the quick sweep listed through OPTICAL_RUNS (sweeps under runs/ are listed):
-the Alignment and Compare pages open on the first study with plan and top-document records, which is the quick
-sweep while no committed results/study cell has them (its cells ran before those records existed).
+The app is the committed one as a fresh clone has it, with no sweep of its own (OPTICAL_RUNS is empty) and one
+tiny checkpoint for the pages that need a student: the Alignment and Compare pages open on the first committed
+study with plan and top-document records, results/explore (results/study's cells ran before those records existed).
 """
 
 import os
@@ -37,11 +37,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(quick_sweep, tiny_checkpoint, tmp_path_factory):
+def server(tiny_checkpoint, tmp_path_factory):
     ckpts = tmp_path_factory.mktemp("browser_ckpts")
     shutil.copytree(tiny_checkpoint, ckpts / "tiny-me5-ot")
     port = free_port()
-    env = dict(os.environ, OPTICAL_RUNS=str(quick_sweep[0].parent), OPTICAL_CHECKPOINTS=str(ckpts))
+    env = dict(os.environ, OPTICAL_RUNS=str(tmp_path_factory.mktemp("no_runs")), OPTICAL_CHECKPOINTS=str(ckpts))
     log = tmp_path_factory.mktemp("streamlit_log") / "server.log"
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(PROJECT / "app.py"), "--server.headless",
                              "true", "--browser.gatherUsageStats", "false", "--server.port", str(port)],
@@ -85,11 +85,12 @@ def test_every_page_renders_in_headless_chromium(server):
                 page.locator("[data-testid='stImage'] img").first.wait_for(timeout=120_000)  # publish's figure
                 page.get_by_text("Interactive figure").first.click()  # and the same figure in plotly
                 page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
-            if path == "alignment":  # a study cell's recorded plans at two steps, no weights loaded
+            if path == "alignment":  # a committed study cell's recorded plans at two steps, no weights loaded
                 page.locator(".js-plotly-plot").nth(3).wait_for(timeout=120_000)
                 headers = page.get_by_text(re.compile(r" · step \d+ · mrr@10 ")).all_inner_texts()
                 steps = {re.search(r" · step (\d+) · ", h).group(1) for h in headers}
                 assert len(headers) == 2 and len(steps) == 2, headers  # one cell, two of its recorded steps
+                assert all(h.startswith("swa · me5-L1 · ot · seed 0") for h in headers), headers
             if path == "compare":  # two study cells from their records
                 page.get_by_text("Queries where they differ most").wait_for(timeout=120_000)
                 page.get_by_text(re.compile(r"· A - B = [+-]")).first.click()

@@ -442,6 +442,7 @@ def test_publish_sweep_copies_finished_and_failed_cells_and_leaves_running_ones(
     assert (dest / "cells" / "failed-cell" / "per_query" / "step0_headline.csv").is_file()
     assert not (dest / "cells" / "running-cell").exists()
     assert {p.name for p in (dest / "cells" / kept.name).iterdir()} == set(PUBLISHED_FILES) | {"per_query"}
+    assert {"plans.npz", "top_documents.npz"} <= set(PUBLISHED_FILES)  # what the app opens without weights
 
 
 def test_publishing_a_study_where_it_lies_copies_nothing_and_loses_nothing(study):

@@ -16,6 +16,7 @@ from optical_core.plots import accuracy_figure, export_figure, gain_figure, imag
 from optical_core.settings import PRIMARY_METRIC
 from optical_core.store.atomic import atomic_write_text
 from optical_core.study.analysis import where_kd_learned
+from optical_core.study.records import PLANS, TOP_DOCUMENTS
 from optical_core.study.report import write_curve_report
 from optical_core.study.summary import (
     ANALYSED_METRICS,
@@ -29,7 +30,10 @@ from optical_core.study.summary import (
     sweep_task,
 )
 
-PUBLISHED_FILES = ("result.json", "per_query.csv", "manifest.json", "train_log.jsonl", "failed.json")
+# A cell's records that are committed: never its checkpoint. The plan and top-document records are what the
+# Alignment and Compare pages open without weights.
+PUBLISHED_FILES = ("result.json", "per_query.csv", "manifest.json", "train_log.jsonl", "failed.json", PLANS,
+                   TOP_DOCUMENTS)
 
 
 def publish_sweep(sweep_dir: Path, dest: Path) -> None:
