@@ -13,6 +13,7 @@ number asserted here."""
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -664,3 +665,47 @@ def test_versus_start_reads_each_run_at_the_step_it_kept(study):
     siblings = versus_start_table(results, root, task="siblings")  # scored at step 10 only: seed 1 has none at 0
     assert row(siblings, lang="aaa", layers=1, method="kd")["diff"] == pytest.approx(0.1)
     assert row(siblings, lang="aaa", layers=1, method="kd").n_seeds == 1
+
+
+def test_publishing_again_into_the_same_folder_with_a_running_cell_first(study, tmp_path):
+    """A study published in chunks: each session publishes into the folder the last one wrote, and a cell still
+    running (wherever it sorts) is skipped, not the end of the copy."""
+    from optical_core.study.publish import publish_sweep
+
+    root, _ = study
+    running = root / "cells" / "0-running-cell"  # sorts before every finished cell
+    (running / "per_query").mkdir(parents=True)
+    (running / "per_query" / "step0_headline.csv").write_text("qid,mrr@10\nq0,0.5\n")
+    dest = tmp_path / "published"
+    publish_sweep(root, dest)
+    publish_sweep(root, dest)  # the next chunk's publish: the folder exists
+    finished = {p.parent.name for p in (root / "cells").glob("*/result.json")}
+    assert {p.parent.name for p in (dest / "cells").glob("*/result.json")} == finished and finished
+    assert not (dest / "cells" / running.name).exists()
+
+
+def test_a_verdict_file_puts_a_superseded_study_first_then_the_regime(study, tmp_path):
+    from optical_core.study.publish import export_summary
+    from optical_core.study.summary import analyse_sweep
+
+    root, _ = study
+    summary = analyse_sweep(root, n_boot=50)
+    summary.superseded, summary.along = "Superseded: a toy budget.", None  # and a study without curves' slopes
+    out = tmp_path / "nested" / "out"  # its parent does not exist yet
+    export_summary(summary, out, figures=False)
+    assert (out / "verdict.md").read_text() == (f"Superseded: a toy budget.\n\n{summary.regime}\n\n"
+                                                f"**fam**: {summary.families['fam']}\n")
+    assert not (out / "slopes_along_training.csv").exists()
+
+
+def test_figures_of_a_study_without_slopes_along_training(study, tmp_path, monkeypatch):
+    import optical_core.study.publish as publish
+    from optical_core.study.summary import analyse_sweep
+
+    root, _ = study
+    summary = analyse_sweep(root, n_boot=50)
+    summary.along = None  # a study evaluated at its last step only
+    drawn = []
+    monkeypatch.setattr(publish, "export_figure", lambda figure, path: drawn.append(Path(path).name))
+    publish.export_figures(summary, tmp_path)
+    assert drawn == ["difference_vs_size_fam", "gain_vs_size_fam", "accuracy_vs_size_fam"]
