@@ -11,6 +11,7 @@ from optical_core.evaluate.significance import (
     PerQueryStore,
     bootstrap_indices,
     bootstrap_means,
+    flipped_means,
     paired_comparison,
     per_query_store,
     read_per_query,
@@ -169,3 +170,30 @@ def test_sign_flip_ps_defaults_to_seed_0_as_sign_flip_p():
     rng = np.random.default_rng(7)
     a, b = rng.random(20), rng.random(20)  # 2^20 flips > 5000: random flips, so the seed matters
     assert sign_flip_ps([(a, b)]) == [sign_flip_p(a, b, 5000, 0)] != [sign_flip_p(a, b, 5000, 1)]
+
+
+def test_a_per_query_file_with_an_empty_score_reads_it_as_nan_and_hands_out_read_only_arrays(tmp_path):
+    """An empty cell (a metric undefined for a query) is NaN, as pandas reads it; the arrays are shared by every
+    table a publish computes from them, so none can be written by accident."""
+    file = tmp_path / "per_query.csv"
+    file.write_text("qid,mrr@10,ndcg@10\nq2,0.5,\nq1,1.0,0.25\n")
+    got = read_per_query(file)
+    assert got["qid"].tolist() == ["q1", "q2"] and got["mrr@10"].tolist() == [1.0, 0.5]
+    assert got["ndcg@10"][0] == 0.25 and np.isnan(got["ndcg@10"][1])
+    with pytest.raises(ValueError, match="read-only"):
+        got["mrr@10"][0] = 0.0
+
+
+def test_flipped_means_are_numpys_row_means_bit_for_bit_near_the_band_and_close_elsewhere():
+    """The fast formula (sum - 2 x flipped sum) / n is within rounding of each row's mean; a row within rounding
+    of [centre - width, centre + width] is numpy's own row mean, bit for bit (what decides its side)."""
+    rng = np.random.default_rng(7)
+    diff = rng.normal(size=23) / 7
+    flips, as_float = sign_flips(23, 200, 0)
+    exact = np.where(flips, -diff, diff).mean(axis=1)
+    far = flipped_means(diff, flips, as_float @ diff, centre=10.0, width=0.0)  # no row near: the formula
+    np.testing.assert_allclose(far, exact, rtol=0, atol=1e-14)
+    assert not np.array_equal(far, exact)  # it does round differently on some rows
+    for k in np.flatnonzero(far != exact)[:5]:  # a band's end on such a row: that row exactly as numpy sums it
+        got = flipped_means(diff, flips, as_float @ diff, centre=float(exact[k]), width=0.0)
+        assert got[k] == exact[k]
