@@ -34,7 +34,7 @@ def crafted(kd_learned: bool, slopes_by_language=(0.1, 0.2, 0.3), pooled=(0.2, 0
     slopes += [dict(family="me5", y="abs_diff", scope=lang, slope=v, ci_low=0, ci_high=0, n=2)
                for lang, v in zip(("aaa", "bbb", "ccc"), slopes_by_language)]
     return SimpleNamespace(metric="mrr@10", gains=pd.DataFrame(gains), accuracy=pd.DataFrame(accuracy),
-                           slopes=pd.DataFrame(slopes), curves=None, provenance="crafted",
+                           slopes=pd.DataFrame(slopes), language_slopes=None, curves=None, provenance="crafted",
                            baselines=pd.DataFrame([dict(lang="aaa", method="bm25", value=0.5)]))
 
 

@@ -23,7 +23,7 @@ def _params(n: float) -> str:
 
 def language_slope(summary: StudySummary, family: str, y: str = "abs_diff") -> dict | None:
     """The family's slope with languages as the unit: the published row when there is one, else computed."""
-    published = getattr(summary, "language_slopes", None)
+    published = summary.language_slopes
     if published is None:
         return language_level_slope(summary.slopes, family, y)
     row = published[(published.family == family) & (published.y == y)]

@@ -51,12 +51,12 @@ class Rebuilt:
     comparison: pd.DataFrame  # per recorded (step, task): recorded and rebuilt means, their paired difference
     seed_difference: float | None  # |seed a - seed b| of the same configuration's main score, when the study has both
     added_records: list[str]  # files added to the study's cell folder (only when identical)
-    setup: str = ""  # where and how it was rebuilt, beside where and how it ran
+    setup: str  # where and how it was rebuilt, beside where and how it ran
 
     def summary(self) -> str:
         main = self.comparison.iloc[-1]
-        where = "on the device and precision it ran with" if self.same_setup else \
-            f"on another device or precision ({self.setup})" if self.setup else "on another device or precision"
+        where = ("on the device and precision it ran with" if self.same_setup else
+                 f"on another device or precision ({self.setup})")
         verdict = ("reproduced exactly: every per-query score is equal" if self.identical else
                    f"differs: {PRIMARY_METRIC} {main.recorded:.4f} recorded vs {main.rebuilt:.4f} rebuilt "
                    f"(difference {main['diff']:+.4f}, paired p = {main.p_value:.3g} over {int(main.n_queries)} queries)")
@@ -141,10 +141,10 @@ def _seed_difference(study_dir: Path, record: dict) -> float | None:
     return abs(means[0] - means[1]) if len(means) >= 2 else None
 
 
-def _same_setup(study_dir: Path, record: dict, run: TrainConfig) -> bool:
-    manifest = Path(study_dir) / "cells" / record["cell_id"] / "manifest.json"
-    recorded_device = json.loads(manifest.read_text()).get("device", "") if manifest.is_file() else ""
-    return recorded_device == device_description(resolve_device(run.device))
+def _recorded_device(study_dir: Path, cell_id: str) -> str:
+    """The device the cell's manifest says it ran on ("" without a manifest)."""
+    manifest = Path(study_dir) / "cells" / cell_id / "manifest.json"
+    return json.loads(manifest.read_text()).get("device", "") if manifest.is_file() else ""
 
 
 def rebuild_cell(study_dir: Path | str, cell_id: str, checkpoints_root: Path | str,
@@ -162,8 +162,11 @@ def rebuild_cell(study_dir: Path | str, cell_id: str, checkpoints_root: Path | s
     _check_data(study_dir, cell, config.run)
     files = run_cell(cell, config, teacher or load_teacher(), on_step=on_step)
     comparison, identical = _compare(study_dir, record, files)
+    here, there = device_description(resolve_device(config.run.device)), _recorded_device(study_dir, cell_id)
     recorded_precision = config.run.precision == record["settings"]["precision"]
-    same = _same_setup(study_dir, record, config.run) and recorded_precision
+    same = here == there and recorded_precision
+    setup = (f"rebuilt on {here} at {config.run.precision}; ran on {there or '?'} at "
+             f"{record['settings']['precision']}")
     checkpoint = _write_checkpoint(root, cell_id, files)
     added = []
     if identical and recorded_precision:  # the same run: its missing records belong to the study's cell
@@ -173,7 +176,7 @@ def rebuild_cell(study_dir: Path | str, cell_id: str, checkpoints_root: Path | s
                 atomic_write_bytes(target, files[name])
                 added.append(name)
     rebuilt = Rebuilt(cell_id, checkpoint, same, identical, comparison, _seed_difference(study_dir, record), added,
-                      _setup(study_dir, record, config.run))
+                      setup)
     write_check(rebuilt, checkpoint / REBUILD_CHECK)
     return rebuilt
 
@@ -185,13 +188,6 @@ def write_check(rebuilt: Rebuilt, path: Path) -> None:
         "same_setup": rebuilt.same_setup, "identical": rebuilt.identical, "seed_difference": rebuilt.seed_difference,
         "added_records": rebuilt.added_records, "comparison": rebuilt.comparison.to_dict(orient="records"),
         "written": utc_now()}, indent=1) + "\n").encode())
-
-
-def _setup(study_dir: Path, record: dict, run: TrainConfig) -> str:
-    manifest = Path(study_dir) / "cells" / record["cell_id"] / "manifest.json"
-    recorded = json.loads(manifest.read_text()).get("device", "?") if manifest.is_file() else "?"
-    return (f"rebuilt on {device_description(resolve_device(run.device))} at {run.precision}; "
-            f"ran on {recorded} at {record['settings']['precision']}")
 
 
 def _write_checkpoint(root: Path, name: str, files: dict[str, bytes]) -> Path:

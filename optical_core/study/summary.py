@@ -62,8 +62,10 @@ class StudySummary:
     def published_figure(self, name: str) -> Path | None:
         """The PNG that the summary's publish drew beside its tables (e.g. DIFFERENCE_FIGURE), or None: the app
         shows it at once where the interactive figure needs seconds of plotly in the browser."""
-        png = self.analysis_dir / f"{name}.png" if self.analysis_dir is not None else None
-        return png if png is not None and png.is_file() else None
+        if self.analysis_dir is None:
+            return None
+        png = self.analysis_dir / f"{name}.png"
+        return png if png.is_file() else None
 
     @property
     def provenance(self) -> str:
