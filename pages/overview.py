@@ -1,10 +1,8 @@
+import json
+
 import streamlit as st
 
-from optical_core.plots import gain_figure, learning_curve_figure
 from optical_core.store.locations import study_dirs
-from optical_core.study.answer import short_answer
-from optical_core.study.summary import DIFFERENCE_FIGURE, LEARNING_CURVES_FIGURE, budget_note, sweep_budget, sweep_task
-from pages.common import LICENCES, OT_CHOICES_NOTE, load_study, published_or_interactive
 
 st.title("Does student size change the gain of OT distillation over KD?")
 st.markdown(
@@ -24,6 +22,12 @@ if not studies:
 label = st.selectbox("Study", list(studies), help="The committed studies, the full study first (a superseded one is "
                      "labelled so; the superseded first study is archived unread under results/archive/), then your "
                      "own sweeps under runs/.")
+# Imported after the first widgets are sent: the browser loads their code while pandas imports (half a second).
+from optical_core.plots import gain_figure, learning_curve_figure
+from optical_core.study.answer import short_answer
+from optical_core.study.summary import DIFFERENCE_FIGURE, LEARNING_CURVES_FIGURE, budget_note, sweep_budget, sweep_task
+from pages.common import LICENCES, OT_CHOICES_NOTE, load_study, published_or_interactive
+
 summary = load_study(studies[label])
 sweep = summary.sweep
 budget = sweep_budget(sweep)
@@ -54,19 +58,20 @@ if summary.curves is not None and len(summary.curves):
             f"{summary.metric} along training, per student, with the baselines (x: collapsed), as published",
             lambda: learning_curve_figure(summary.curves), key="curves_figure")
 
-cols = st.columns(3)
-status = summary.results.cell_id.nunique()
-cols[0].metric("cells finished", status)
-cols[1].metric("languages", summary.results.lang.nunique())
-cols[2].metric("metric", summary.metric)
+st.caption(f"{summary.results.cell_id.nunique()} cells finished · {summary.results.lang.nunique()} languages · "
+           f"metric {summary.metric}")
 
 if len(summary.baselines):
     with st.expander("Baselines (same queries)"):
-        st.dataframe(summary.baselines.pivot(index="lang", columns="method", values="value").round(3))
+        # A markdown table, not st.dataframe: the data grid's code (1.2 MB) would hold back the figure above.
+        table = summary.baselines.pivot(index="lang", columns="method", values="value").reset_index()
+        st.markdown(table.to_markdown(index=False, floatfmt=".3f"))
 
 st.caption("Provenance: " + summary.provenance + ". " + budget_note(sweep))
 with st.expander("Provenance: device, budget, versions"):
-    st.json({"budget": budget, "git_commit": sweep.get("git_commit"), "versions": sweep.get("versions"),
-             "started": sweep.get("started")})
+    provenance = {"budget": budget, "git_commit": sweep.get("git_commit"), "versions": sweep.get("versions"),
+                  "started": sweep.get("started")}
+    # Plain text, not st.code or st.json: their highlighter and viewer (1.5 MB of code) would hold back the figure.
+    st.text(json.dumps(provenance, indent=2))
 st.caption(OT_CHOICES_NOTE)
 st.caption("Data and model licences: " + LICENCES)

@@ -114,9 +114,13 @@ def test_overview_opens_on_the_current_study_with_the_regime_first(app_env):
     langs = sorted(set(summary.gains[summary.gains.family == "me5"].lang))
     assert len(langs) == 5 and [t["name"] for t in gain] == langs + ["mean over languages"]
     assert "error_y" in gain[0]  # each language's gain carries its bootstrap CI
-    tiles = {m.label: m.value for m in at.metric}
-    assert tiles == {"cells finished": str(summary.results.cell_id.nunique()),
-                     "languages": str(summary.results.lang.nunique()), "metric": "mrr@10"}
+    captions = [c.value for c in at.caption]
+    assert f"{summary.results.cell_id.nunique()} cells finished · 5 languages · metric mrr@10" in captions
+    baselines = next(m.value for m in at.markdown if m.value.startswith("| lang"))
+    assert "bm25" in baselines.splitlines()[0] and len(baselines.splitlines()) == 2 + 5  # header, rule, languages
+    assert '"git_commit": "' + summary.sweep["git_commit"] in at.text[0].value
+    # Nothing whose browser code is megabytes (data grid, JSON viewer, highlighter): it would hold back the figure.
+    assert not at.dataframe and not at.json and not at.code and not at.metric
     assert not at.error
 
 
