@@ -586,6 +586,28 @@ def test_regime_says_whether_kd_moved_off_its_start():
         "change from start at the last step: ot +0.500 (p=0.01). Baselines on the same queries: bm25 0.700.")
 
 
+def test_regime_of_one_language_without_baselines_names_sizes_only_and_moves_only_below_p_005():
+    """One language: cells named by size alone. At p = 0.05 (not < 0.05) KD does not move off its start, nor at
+    p = 0.2 when it drops. Baseline rows of another metric, task or a step before the last are not the baselines."""
+    from optical_core.study.analysis import regime
+
+    starts = pd.DataFrame([dict(lang="aaa", family="fam", layers=1, method="kd", diff=0.1, p_value=0.05),
+                           dict(lang="aaa", family="fam", layers=2, method="kd", diff=-0.1, p_value=0.05),
+                           dict(lang="aaa", family="fam", layers=4, method="kd", diff=-0.1, p_value=0.2)]).assign(
+        mean_start=0.3)
+    baseline = dict(final=True, metric="mrr@10", task="headline", family="baseline", method="bm25", value=0.7)
+    others = pd.DataFrame([dict(baseline, metric="ndcg@10"), dict(baseline, final=False, metric="ndcg@10"),
+                           dict(baseline, final=False, task="dev")])
+    expected = ("Regime (headline, mrr@10): fam-L1 starts at 0.300; KD does not move off its start; change from "
+                "start at the last step: kd +0.100 (p=0.05); fam-L2 starts at 0.300; KD does not move off its start; "
+                "change from start at the last step: kd -0.100 (p=0.05); fam-L4 starts at 0.300; KD does not move off "
+                "its start; change from start at the last step: kd -0.100 (p=0.2).")
+    assert regime(others, starts, "mrr@10", "headline") == expected
+    assert regime(pd.concat([others, pd.DataFrame([baseline])]), starts, "mrr@10", "headline") == (
+        expected + " Baselines on the same queries: bm25 0.700.")
+    assert regime(others, starts.iloc[:0], "mrr@10", "headline") == "No trained cell has finished yet."
+
+
 def test_each_familys_verdict_has_its_collapses_and_the_slopes_one_index(study):
     from optical_core.study.summary import analyse_sweep
 

@@ -179,3 +179,32 @@ def test_a_published_summary_reads_back_as_the_analysis_and_goes_stale_with_its_
 
 def final_sum(table: pd.DataFrame) -> float:
     return table[table.final.astype(bool)].value.sum()
+
+
+def test_slopes_along_training_from_the_first_step_after_the_start_in_step_order():
+    """Steps given out of order, one of them step 1: every step after the shared start 0 has its slopes, in
+    ascending step order, numbered 0..n-1 (one table for the CSV and the verdict)."""
+    rows = [dict(lang=lang, params_non_embedding=p, step=step, diff=step / 1000 * np.log10(p))
+            for step in (400, 1, 0, 25) for lang in ("swa", "yor") for p in (1e6, 4e6, 2e7)]
+    along = slopes_along_training(pd.DataFrame(rows))
+    assert along.step.tolist() == [1] * 3 + [25] * 3 + [400] * 3
+    assert along.index.tolist() == list(range(9))
+    assert along[along.scope == "pooled"].slope.tolist() == pytest.approx([0.001, 0.025, 0.4], abs=1e-9)
+
+
+def test_regime_summary_orders_families_methods_and_sizes_and_counts_only_clear_moves():
+    """Rows in reverse order; a move of exactly 0, or at p = 0.05 (not < 0.05), or at p = 0.2, is no move;
+    one language is singular."""
+    row = dict(lang="swa", mean_start=0.2, mean_final=0.3)
+    starts = pd.DataFrame([
+        dict(row, family="minilm", layers=6, method="kd", diff=0.1, p_value=0.001),
+        dict(row, family="me5", layers=4, method="ot", diff=0.0, p_value=0.001),  # exactly no change
+        dict(row, family="me5", layers=4, method="kd", diff=0.1, p_value=0.05),  # not below 0.05
+        dict(row, family="me5", layers=1, method="ot", diff=-0.1, p_value=0.05),
+        dict(row, family="me5", layers=1, method="kd", diff=-0.1, p_value=0.2)])
+    assert regime_summary(pd.DataFrame(columns=["final", "metric", "task", "family", "lang", "method", "value"]),
+                          starts, "mrr@10", "headline") == (
+        "Regime (headline, mrr@10): each objective beats its start (paired over queries, p < 0.05) in this many "
+        "size-language cells: me5 kd in 0 of 2, ot in 0 of 2; minilm kd in 1 of 1. Start -> last step, mean over "
+        "1 language: me5-L1 0.200 -> kd 0.300, ot 0.300; me5-L4 0.200 -> kd 0.300, ot 0.300; minilm-L6 0.200 -> "
+        "kd 0.300.")
