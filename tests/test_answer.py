@@ -49,6 +49,29 @@ def test_the_language_level_interval_is_a_t_interval_over_the_languages():
     assert language_level_slope(crafted(True).slopes.iloc[:3], "me5") is None  # two languages: no interval
 
 
+def test_languages_with_one_and_the_same_slope_have_no_spread():
+    same = crafted(True, slopes_by_language=(0.25, 0.25, 0.25)).slopes  # exact in binary: a spread of 0
+    assert language_level_slope(same, "me5")["p_value"] == 0.0  # a non-zero slope in every language
+    flat = language_level_slope(same.assign(slope=0.0), "me5")
+    assert (flat["slope"], flat["ci_low"], flat["ci_high"], flat["p_value"]) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_language_level_slopes_one_row_per_family_and_quantity_in_order():
+    """Families and quantities given out of order; each row is its own quantity's interval (gain's slopes are
+    ten times abs_diff's); a family with two languages has none; an empty table keeps its columns."""
+    slopes = pd.concat([crafted(True).slopes.assign(family=family, y=y, slope=lambda t: t.slope * scale)
+                        for family in ("zz", "me5") for y, scale in (("gain", 10), ("abs_diff", 1))]
+                       + [crafted(True).slopes.iloc[:3].assign(family="two")])
+    table = language_level_slopes(slopes)
+    columns = ["family", "y", "slope", "ci_low", "ci_high", "p_value", "k", "low", "high"]
+    assert table.columns.tolist() == columns
+    assert table[["family", "y"]].values.tolist() == [["me5", "abs_diff"], ["me5", "gain"], ["zz", "abs_diff"],
+                                                      ["zz", "gain"]]
+    assert table.slope.tolist() == pytest.approx([0.2, 2.0, 0.2, 2.0])
+    assert table.ci_low.tolist() == pytest.approx([0.2 - 0.248414, 2 - 2.48414] * 2, abs=1e-5)
+    assert language_level_slopes(slopes.iloc[:0]).columns.tolist() == columns
+
+
 def test_the_answer_reads_the_published_language_level_slope_when_there_is_one():
     summary = crafted(True)
     table = language_level_slopes(summary.slopes)

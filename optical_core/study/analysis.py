@@ -304,7 +304,8 @@ def language_level_slope(slopes: pd.DataFrame, family: str, y: str = "abs_diff")
         return None
     mean, se = per_language.mean(), per_language.std(ddof=1) / np.sqrt(k)
     half = stats.t.ppf(0.975, k - 1) * se
-    p = 2 * stats.t.sf(abs(mean / se), k - 1) if se > 0 else 0.0
+    # every language the same slope: no spread, so p is 0 for a non-zero slope and 1 for a slope of exactly 0
+    p = 2 * stats.t.sf(abs(mean / se), k - 1) if se > 0 else float(mean == 0)
     return dict(slope=mean, ci_low=mean - half, ci_high=mean + half, p_value=p, k=k, low=per_language.min(),
                 high=per_language.max())
 
