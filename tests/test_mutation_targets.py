@@ -272,15 +272,16 @@ def test_accuracy_table_mean_and_exact_bootstrap_bounds(tmp_path):
 
 
 def test_gain_table_pairs_seeds_and_queries(tmp_path):
-    from optical_core.study.analysis import gain_table
+    from optical_core.study.analysis import GAIN_COLUMNS, gain_table
 
     kd = {0: {"q0": 1.0, "q1": 1.0, "q2": 1.0}, 1: {"q0": 2.0, "q1": 2.0, "q2": 2.0}}
     # OT = KD + (0, 0, 3) per query in every seed, its files in another query and seed order, and a seed KD lacks
     spec = [("kd", 0, kd[0]), ("kd", 1, kd[1]),
             ("ot", 2, {"q0": 9.0, "q1": 9.0, "q2": 9.0}),
             ("ot", 1, {"q2": 5.0, "q1": 2.0, "q0": 2.0}), ("ot", 0, {"q2": 4.0, "q0": 1.0, "q1": 1.0})]
-    row = gain_table(_cells(tmp_path, spec), tmp_path, n_boot=4000).iloc[0]
-    assert (row.n_seeds, row.n_queries) == (2, 3)
+    table = gain_table(_cells(tmp_path, spec), tmp_path, n_boot=4000)
+    row = table.iloc[0]
+    assert table.columns.tolist() == GAIN_COLUMNS and (row.n_seeds, row.n_queries) == (2, 3)
     assert (row.kd_mean, row.ot_mean, row.abs_diff) == (1.5, 2.5, 1.0)
     assert row.gain == pytest.approx(1.0 / 1.5)
     assert (row.abs_ci_low, row.abs_ci_high) == (0.0, 3.0)  # paired: the difference is (0, 0, 3) in each seed
@@ -291,7 +292,10 @@ def test_gain_table_pairs_seeds_and_queries(tmp_path):
 def test_gain_table_skips_a_size_without_shared_seeds_and_a_zero_kd_has_no_gain(tmp_path):
     from optical_core.study.analysis import gain_table
 
-    assert gain_table(_cells(tmp_path, [("kd", 0, {"q0": 1.0}), ("ot", 1, {"q0": 1.0})]), tmp_path).empty
+    from optical_core.study.analysis import GAIN_COLUMNS
+
+    none = gain_table(_cells(tmp_path, [("kd", 0, {"q0": 1.0}), ("ot", 1, {"q0": 1.0})]), tmp_path)
+    assert none.empty and none.columns.tolist() == GAIN_COLUMNS  # the published CSV's header even then
     row = gain_table(_cells(tmp_path, [("kd", 0, {"q0": 0.0, "q1": 0.0}), ("ot", 0, {"q0": 1.0, "q1": 0.0})]),
                      tmp_path, n_boot=50).iloc[0]
     assert np.isnan(row.gain) and row.abs_diff == 0.5
