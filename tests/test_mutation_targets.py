@@ -315,6 +315,9 @@ def test_above_floor_needs_a_significant_positive_difference(tmp_path):
     assert row.untrained_mean == pytest.approx(0.2)
     assert row.kd_above_floor is True or row.kd_above_floor == True  # noqa: E712 (numpy bool)
     assert row.ot_above_floor == False  # noqa: E712
+    below = {k: 0.2 - 0.1 * (i % 2) for i, k in enumerate(q)}  # 6 of 12 worse, none better: p = 2/64, but below
+    sunk = _cells(tmp_path, [("kd", 0, kd), ("ot", 0, below), ("untrained", 0, untrained)])
+    assert gain_table(sunk, tmp_path, n_boot=50).iloc[0].ot_above_floor == False  # noqa: E712
     other = pd.concat([results.assign(lang="yy")])  # the untrained cell of another language is not this floor
     other.loc[other.method == "untrained", "lang"] = "zz"
     assert np.isnan(gain_table(other, tmp_path, n_boot=50).iloc[0].untrained_mean)
@@ -794,6 +797,11 @@ def test_relative_gain_is_reported_only_where_kd_beats_its_start():
     # (0.9 + 0.2 + 0.3 + 0.5) / 4: the cells with a start beaten (2M swa again) and none without a scored start
     nowhere = gains.assign(kd_above_floor=False)
     assert relative_slopes(nowhere) == []
+    no_starts = gains.drop(columns="kd_above_floor")  # a table from before starts were scored: nothing is known
+    assert where_kd_learned(no_starts)[0].empty and where_kd_learned(no_starts)[1] == 6
+    assert relative_slopes(no_starts) == []
+    odd = gains.assign(params_non_embedding=gains.params_non_embedding.replace(2e6, 1_050_001))
+    assert verdict(pooled, odd, "mrr@10", "me5").endswith("; left out: swa 1.1M.")  # 1.050001M, in millions
     assert verdict(pooled, nowhere, "mrr@10", "me5").endswith(
         " KD beats its start in none of the cells, so no relative gain is reported.")
 
@@ -827,6 +835,15 @@ def test_verdict_reports_the_slope_along_training_and_collapse_counts():
     unfit = along.assign(slope=float("nan"))
     assert "The ot-kd objective minus KD at the last step (step 400): too few sizes for a slope." in verdict(
         pooled, gains, "mrr@10", "me5", along=unfit)
+    # the first step after the start, a missing p-value, and the other objectives in name order
+    others = pd.DataFrame([dict(row, a="zz", step=400, slope=0.1), dict(row, a="bb", step=400, slope=0.2),
+                           dict(row, a="ot", step=1, slope=0.3, p_value=float("nan"))])
+    tail = (" The bb objective minus KD at the last step (step 400): slope +0.200 per 10x parameters (95% CI -0.100 "
+            "to +0.300, p = 0.2, n = 10). The zz objective minus KD at the last step (step 400): slope +0.100 per 10x "
+            "parameters (95% CI -0.100 to +0.300, p = 0.2, n = 10).")
+    assert verdict(pooled, gains, "mrr@10", "me5", along=others).endswith(
+        "comparisons) of: step 1 +0.300 (-0.100 to +0.300, p = nan)." + tail)
+    assert verdict(pooled, gains, "mrr@10", "me5", along=others[others.a != "ot"]).endswith("+5.0%." + tail)
     calm = collapses.assign(collapsed_cells=0, collapsed_at_end=0)
     assert verdict(pooled, gains, "mrr@10", "me5", collapses=calm).endswith(
         " No trained cell collapsed (mean pairwise query cosine > 0.9) at any evaluated step.")
