@@ -731,3 +731,102 @@ def test_figures_of_a_study_without_slopes_along_training(study, tmp_path, monke
     monkeypatch.setattr(publish, "export_figure", lambda figure, path: drawn.append(Path(path).name))
     publish.export_figures(summary, tmp_path)
     assert drawn == ["difference_vs_size_fam", "gain_vs_size_fam", "accuracy_vs_size_fam"]
+
+
+# ---- study.summary: the small readers, then analyse_sweep and load_summary on the crafted study ---------------
+
+def test_completeness_reads_the_status_file(tmp_path):
+    from optical_core.study.summary import completeness
+
+    assert completeness(tmp_path) == ""  # no status file: nothing to say
+    (tmp_path / "status.json").write_text(json.dumps({"done": 3, "cells": 5}))
+    assert completeness(tmp_path) == ("In progress: 3 of 5 cells have finished, and every number here covers only "
+                                      "those.")
+    (tmp_path / "status.json").write_text(json.dumps({"cells": 2}))  # none done yet
+    assert completeness(tmp_path).startswith("In progress: 0 of 2 cells have finished")
+    (tmp_path / "status.json").write_text(json.dumps({"done": 5, "cells": 5}))
+    assert completeness(tmp_path) == ""
+
+
+def test_headline_is_completeness_then_regime_then_the_main_familys_answer(tmp_path):
+    from optical_core.study.summary import _headline
+
+    assert _headline(tmp_path, "Regime.", {"zz": "Z.", "aa": "A."}) == "Regime. Z."  # no me5: the first family
+    assert _headline(tmp_path, "Regime.", {"zz": "Z.", "me5": "M."}) == "Regime. M."
+    assert _headline(tmp_path, "", {}) == "No finished OT/KD pairs yet."
+    (tmp_path / "status.json").write_text(json.dumps({"done": 1, "cells": 2}))
+    assert _headline(tmp_path, "Regime.", {}) == ("In progress: 1 of 2 cells have finished, and every number here "
+                                                  "covers only those. Regime. No finished OT/KD pairs yet.")
+
+
+def test_baselines_cell_hours_and_a_familys_rows_of_a_table():
+    from optical_core.study.summary import _of_family, baselines_of, cell_hours_of
+
+    row = dict(lang="aaa", family="baseline", method="bm25", cell_id="b", wall_time_s=36.0)
+    results = pd.DataFrame([dict(row, metric="mrr@10", value=0.7), dict(row, metric="ndcg@10", value=0.6),
+                            dict(row, family="fam", method="kd", cell_id="k", wall_time_s=7164.0, metric="mrr@10",
+                                 value=0.3)])
+    assert baselines_of(results, "mrr@10").to_dict("records") == [dict(lang="aaa", method="bm25", value=0.7)]
+    assert cell_hours_of(results) == 2.0  # each cell once (a row per metric): (36 + 7164) / 3600
+    assert cell_hours_of(results.drop(columns="wall_time_s")) == 0.0
+    assert _of_family(None, "fam") is None and _of_family(pd.DataFrame(), "fam") is None
+    assert _of_family(results, "fam").value.tolist() == [0.3]
+
+
+def test_analyse_sweep_gives_every_table_its_metric_and_bootstrap_size(study):
+    from optical_core.study.analysis import accuracy_table, gain_table
+    from optical_core.study.results import final_results
+    from optical_core.study.summary import analyse_sweep
+
+    root, _ = study
+    final = final_results(pd.read_csv(root / "results.csv"))
+    summary = analyse_sweep(root, metric="ndcg@10", n_boot=50)
+    pd.testing.assert_frame_equal(summary.accuracy, accuracy_table(final, root, "ndcg@10", 50))
+    pd.testing.assert_frame_equal(summary.gains, gain_table(final, root, "ndcg@10", 50))
+    assert "fam student sizes" in summary.families["fam"] and "OT minus KD in ndcg@10" in summary.families["fam"]
+    pd.testing.assert_frame_equal(analyse_sweep(root).accuracy, accuracy_table(final, root))  # 1000 by default
+
+
+def test_a_study_evaluated_once_has_no_curves_and_its_published_analysis_reads_back(study, no_png):
+    """One evaluated step: no curves, no regime paragraph, no slopes along training, fresh or published; a
+    superseded note is read either way."""
+    from optical_core.study.publish import write_analysis
+    from optical_core.study.summary import analyse_sweep, published_summary
+
+    root, results = study
+    results[results.final].assign(step=0).to_csv(root / "results.csv", index=False)
+    (root / "SUPERSEDED").write_text("Superseded: a toy.\nmore\n")
+    fresh = analyse_sweep(root, n_boot=20)
+    assert (fresh.regime, fresh.curves, fresh.along, fresh.collapses) == ("", None, None, None)
+    assert fresh.verdict == fresh.families["fam"] and fresh.superseded == "Superseded: a toy."
+    write_analysis(root, root / "analysis")
+    read = published_summary(root)
+    assert read is not None and read.analysis_dir == root / "analysis"
+    assert (read.regime, read.curves, read.along, read.collapses) == ("", None, None, None)
+    assert read.verdict == fresh.verdict and read.superseded == "Superseded: a toy."
+    pd.testing.assert_frame_equal(read.language_slopes, fresh.language_slopes, check_dtype=False)
+
+
+def test_a_study_without_an_ot_kd_pair_says_so(study):
+    from optical_core.study.summary import analyse_sweep
+
+    root, results = study
+    results[results.method != "ot"].to_csv(root / "results.csv", index=False)
+    summary = analyse_sweep(root, n_boot=20)
+    assert summary.families == {} and summary.slopes.empty and summary.gains.empty
+    assert summary.verdict.endswith("No finished OT/KD pairs yet.")
+
+
+def test_load_summary_reads_the_published_analysis_of_its_metric_else_analyses_that_metric(study, monkeypatch,
+                                                                                           no_png):
+    import optical_core.study.summary as reader
+    from optical_core.study.publish import write_analysis
+
+    root, _ = study
+    fresh = reader.load_summary(root, "ndcg@10")  # nothing published: analysed for that metric
+    assert fresh.metric == "ndcg@10" and fresh.analysis_dir is None and "ndcg@10" in fresh.families["fam"]
+    write_analysis(root, root / "analysis")
+    monkeypatch.setattr(reader, "analyse_sweep", lambda *a, **k: pytest.fail("analysed afresh"))
+    read = reader.load_summary(root, "ndcg@10")
+    assert read.metric == "ndcg@10" and read.analysis_dir == root / "analysis" / "ndcg10"
+    assert read.families == fresh.families
