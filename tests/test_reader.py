@@ -773,18 +773,38 @@ def test_baselines_cell_hours_and_a_familys_rows_of_a_table():
     assert _of_family(results, "fam").value.tolist() == [0.3]
 
 
-def test_analyse_sweep_gives_every_table_its_metric_and_bootstrap_size(study):
-    from optical_core.study.analysis import accuracy_table, gain_table
-    from optical_core.study.results import final_results
-    from optical_core.study.summary import analyse_sweep
+def test_analyse_sweep_gives_every_table_its_metric_bootstrap_size_and_task(study, monkeypatch):
+    """The crafted study's per-query scores are constant within a cell, so its intervals do not depend on the
+    number of draws: the arguments each table gets are checked instead."""
+    import optical_core.study.summary as reader
 
     root, _ = study
-    final = final_results(pd.read_csv(root / "results.csv"))
-    summary = analyse_sweep(root, metric="ndcg@10", n_boot=50)
-    pd.testing.assert_frame_equal(summary.accuracy, accuracy_table(final, root, "ndcg@10", 50))
-    pd.testing.assert_frame_equal(summary.gains, gain_table(final, root, "ndcg@10", 50))
+    calls = []
+    for name in ("accuracy_table", "gain_table", "curve_tables"):
+        real = getattr(reader, name)
+        monkeypatch.setattr(reader, name, lambda *a, _real=real, _name=name, **k: calls.append(
+            (_name, a[2:], k)) or _real(*a, **k))
+    summary = reader.analyse_sweep(root, metric="ndcg@10", n_boot=50)
+    assert calls == [("accuracy_table", ("ndcg@10", 50), {}), ("gain_table", ("ndcg@10", 50), {}),
+                     ("curve_tables", ("ndcg@10", "headline"), {})]
     assert "fam student sizes" in summary.families["fam"] and "OT minus KD in ndcg@10" in summary.families["fam"]
-    pd.testing.assert_frame_equal(analyse_sweep(root).accuracy, accuracy_table(final, root))  # 1000 by default
+    assert set(summary.along.b) == {"kd"} and set(summary.along.a) == {"ot"}  # each objective minus KD
+    assert summary.along.index.tolist() == list(range(len(summary.along)))
+    calls.clear()
+    reader.analyse_sweep(root)
+    assert [c[1] for c in calls[:2]] == [("mrr@10", 1000)] * 2  # the default: 1000 draws
+
+
+def test_a_sweep_record_and_its_budget_note(study, tmp_path):
+    from optical_core.settings import SettingsError
+    from optical_core.study.summary import _sweep_record, budget_note
+
+    root, _ = study
+    assert _sweep_record(tmp_path) == {} and _sweep_record(root)["config"]["name"] == "crafted"
+    assert budget_note(_sweep_record(root)) == ("Budget: 64 bitext pairs x 1 epochs (2 steps of batch 32, max "
+                                                "length 48) per student.")
+    with pytest.raises(SettingsError, match="^budget: unknown setting bogus"):  # named as sweep.json spells it
+        budget_note({"config": {"run": {"budget": {"bogus": 1}}}})
 
 
 def test_a_study_evaluated_once_has_no_curves_and_its_published_analysis_reads_back(study, no_png):
@@ -805,6 +825,9 @@ def test_a_study_evaluated_once_has_no_curves_and_its_published_analysis_reads_b
     assert (read.regime, read.curves, read.along, read.collapses) == ("", None, None, None)
     assert read.verdict == fresh.verdict and read.superseded == "Superseded: a toy."
     pd.testing.assert_frame_equal(read.language_slopes, fresh.language_slopes, check_dtype=False)
+    for stray in ("curves_headline.csv", "slopes_along_training.csv"):  # left by an earlier, multi-step analysis
+        (root / "analysis" / stray).write_text("step,slope\n10,0.5\n")
+    assert (published_summary(root).curves, published_summary(root).along) == (None, None)
 
 
 def test_a_study_without_an_ot_kd_pair_says_so(study):
