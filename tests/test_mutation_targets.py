@@ -844,6 +844,11 @@ def test_verdict_reports_the_slope_along_training_and_collapse_counts():
     assert verdict(pooled, gains, "mrr@10", "me5", along=others).endswith(
         "comparisons) of: step 1 +0.300 (-0.100 to +0.300, p = nan)." + tail)
     assert verdict(pooled, gains, "mrr@10", "me5", along=others[others.a != "ot"]).endswith("+5.0%." + tail)
+    kd_too = pd.concat([collapses, pd.DataFrame([dict(layers=4, method="kd", cells=4, collapsed_cells=1,
+                                                      collapsed_at_end=1)])])  # objectives in name order
+    assert verdict(pooled, gains, "mrr@10", "me5", collapses=kd_too).endswith(
+        "seeds): kd in 1 of 8 runs (L4 1/4; 1 still collapsed at the last step); ot in 5 of 12 runs (L1 2/4, L2 3/4; "
+        "1 still collapsed at the last step).")
     calm = collapses.assign(collapsed_cells=0, collapsed_at_end=0)
     assert verdict(pooled, gains, "mrr@10", "me5", collapses=calm).endswith(
         " No trained cell collapsed (mean pairwise query cosine > 0.9) at any evaluated step.")

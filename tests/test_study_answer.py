@@ -202,9 +202,10 @@ def test_regime_summary_orders_families_methods_and_sizes_and_counts_only_clear_
         dict(row, family="me5", layers=4, method="kd", diff=0.1, p_value=0.05),  # not below 0.05
         dict(row, family="me5", layers=1, method="ot", diff=-0.1, p_value=0.05),
         dict(row, family="me5", layers=1, method="kd", diff=-0.1, p_value=0.2)])
-    assert regime_summary(pd.DataFrame(columns=["final", "metric", "task", "family", "lang", "method", "value"]),
-                          starts, "mrr@10", "headline") == (
+    baseline = dict(final=True, metric="mrr@10", task="headline", family="baseline", lang="swa")
+    results = pd.DataFrame([dict(baseline, method="mdpr", value=0.4), dict(baseline, method="bm25", value=0.6)])
+    assert regime_summary(results, starts, "mrr@10", "headline") == (
         "Regime (headline, mrr@10): each objective beats its start (paired over queries, p < 0.05) in this many "
         "size-language cells: me5 kd in 0 of 2, ot in 0 of 2; minilm kd in 1 of 1. Start -> last step, mean over "
         "1 language: me5-L1 0.200 -> kd 0.300, ot 0.300; me5-L4 0.200 -> kd 0.300, ot 0.300; minilm-L6 0.200 -> "
-        "kd 0.300.")
+        "kd 0.300. Baselines on the same queries: bm25 0.600, mdpr 0.400.")
