@@ -6,9 +6,11 @@ then opens the Overview in Debian's headless Chromium (already launched, so its 
 waits until `[data-testid='stApp'][data-test-script-state='notRunning']` holds and the answer's first sentence
 (the regime) and the OT - KD figure are on screen (the first paint; the figure is the PNG that publish drew, or
 the plotly chart for a study without one). Prints a markdown table with the milestones on
-the way: the app shell attached, the answer shown.
+the way: the app shell attached, the answer shown. `--resources` adds, for the last run, what the browser fetched
+after the app shell (Streamlit loads an element's code when the first such element arrives: a data grid or a JSON
+viewer on the page is a megabyte of code to fetch and parse before the page settles).
 
-    .venv/bin/python benchmarks/first_paint.py [--runs 3] [--app-dir .]
+    .venv/bin/python benchmarks/first_paint.py [--runs 3] [--app-dir .] [--resources]
 
 `--app-dir` runs another checkout's app (e.g. an older commit exported with `git archive`) with its own
 optical_core first on the path, against the same study folders.
@@ -59,6 +61,14 @@ def wait_for_health(url: str, process: subprocess.Popen, timeout: float = 120) -
     raise RuntimeError("streamlit did not answer")
 
 
+# (name, start ms, end ms, kB) of every fetch from the frontend's /_stcore/health check (before it connects) on
+RESOURCES = ("() => { const all = performance.getEntriesByType('resource'); "
+             "const health = all.find(e => e.name.endsWith('/_stcore/health')); "
+             "return all.filter(e => !health || e.startTime >= health.startTime).map(e => "
+             "[e.name.split('/').pop(), Math.round(e.startTime), Math.round(e.responseEnd), "
+             "Math.round(e.transferSize / 1024)]); }")
+
+
 def one_run(browser, app_dir: Path) -> dict:
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(app_dir))
@@ -80,9 +90,10 @@ def one_run(browser, app_dir: Path) -> dict:
         page.wait_for_selector(DONE, timeout=300_000)
         painted = time.monotonic()
         errors = page.locator("[data-testid='stException']").count()
+        resources = page.evaluate(RESOURCES)
         page.close()
         return dict(server_start_s=answered - started, shell_s=shell - answered, answer_s=answer - answered,
-                    first_paint_s=painted - answered, exceptions=errors)
+                    first_paint_s=painted - answered, exceptions=errors, resources=resources)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -92,6 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--app-dir", default=str(Path(__file__).resolve().parent.parent))
+    parser.add_argument("--resources", action="store_true", help="list what the last run fetched after the shell")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -108,6 +120,11 @@ def main() -> None:
         print(f"| {i} | " + " | ".join(f"{r[c]:.2f}" for c in columns) + f" | {r['exceptions']} |")
     print("| median | " + " | ".join(f"{statistics.median(r[c] for r in runs):.2f}" for c in columns) + " | |")
     print("\nSeconds; every column after the first counts from the server answering /_stcore/health.")
+    if args.resources:
+        print("\nThe last run's fetches after the app shell (ms from the page's start; kB transferred):\n")
+        print("| resource | start | end | kB |\n|---|---|---|---|")
+        for name, start, end, kb in runs[-1]["resources"]:
+            print(f"| {name} | {start} | {end} | {kb} |")
 
 
 if __name__ == "__main__":
