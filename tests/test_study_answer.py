@@ -209,3 +209,16 @@ def test_regime_summary_orders_families_methods_and_sizes_and_counts_only_clear_
         "size-language cells: me5 kd in 0 of 2, ot in 0 of 2; minilm kd in 1 of 1. Start -> last step, mean over "
         "1 language: me5-L1 0.200 -> kd 0.300, ot 0.300; me5-L4 0.200 -> kd 0.300, ot 0.300; minilm-L6 0.200 -> "
         "kd 0.300. Baselines on the same queries: bm25 0.600, mdpr 0.400.")
+
+
+def test_along_training_per_objective_and_family_in_one_table():
+    from optical_core.study.summary import _along_training
+
+    rows = [dict(a=a, family=family, lang=lang, params_non_embedding=p, step=step, diff=step / 1000 * np.log10(p))
+            for a in ("ot-kd", "ot") for family in ("me5", "minilm") for lang in ("swa", "yor")
+            for p in (1e6, 4e6, 2e7) for step in (0, 25)]
+    along = _along_training(pd.DataFrame(rows))
+    assert along[["a", "family"]].drop_duplicates().values.tolist() == [["ot", "me5"], ["ot", "minilm"],
+                                                                        ["ot-kd", "me5"], ["ot-kd", "minilm"]]
+    assert along.index.tolist() == list(range(4 * 3)) and set(along.b) == {"kd"}  # pooled, swa, yor each
+    assert _along_training(pd.DataFrame(columns=["a", "family"])).empty
