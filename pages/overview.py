@@ -23,10 +23,16 @@ label = st.selectbox("Study", list(studies), help="The committed studies, the fu
                      "labelled so; the superseded first study is archived unread under results/archive/), then your "
                      "own sweeps under runs/.")
 # Imported after the first widgets are sent: the browser loads their code while pandas imports (half a second).
-from optical_core.plots import gain_figure, learning_curve_figure
-from optical_core.study.answer import short_answer
-from optical_core.study.summary import DIFFERENCE_FIGURE, LEARNING_CURVES_FIGURE, budget_note, sweep_budget, sweep_task
-from pages.common import LICENCES, OT_CHOICES_NOTE, load_study, published_or_interactive
+from optical_core.plots import gain_figure, learning_curve_figure  # noqa: E402
+from optical_core.study.answer import short_answer  # noqa: E402
+from optical_core.study.summary import (  # noqa: E402
+    DIFFERENCE_FIGURE,
+    LEARNING_CURVES_FIGURE,
+    budget_note,
+    sweep_budget,
+    sweep_task,
+)
+from pages.common import LICENCES, OT_CHOICES_NOTE, load_study, published_or_interactive  # noqa: E402
 
 summary = load_study(studies[label])
 sweep = summary.sweep
@@ -58,20 +64,22 @@ if summary.curves is not None and len(summary.curves):
             f"{summary.metric} along training, per student, with the baselines (x: collapsed), as published",
             lambda: learning_curve_figure(summary.curves), key="curves_figure")
 
-st.caption(f"{summary.results.cell_id.nunique()} cells finished · {summary.results.lang.nunique()} languages · "
-           f"metric {summary.metric}")
+languages = summary.results.lang.nunique()
+st.caption(f"{summary.results.cell_id.nunique()} cells finished · {languages} language{'s' if languages != 1 else ''} "
+           f"· metric {summary.metric}")
 
 if len(summary.baselines):
     with st.expander("Baselines (same queries)"):
-        # A markdown table, not st.dataframe: the data grid's code (1.2 MB) would hold back the figure above.
+        # A markdown table, not st.dataframe: the data grid's code (1.2 MB) would load with the figure above.
         table = summary.baselines.pivot(index="lang", columns="method", values="value").reset_index()
-        st.markdown(table.to_markdown(index=False, floatfmt=".3f"))
+        shown = table.astype(object).where(table.notna(), None)  # a language without that baseline: a dash
+        st.markdown(shown.to_markdown(index=False, floatfmt=".3f", missingval="–"))
 
 st.caption("Provenance: " + summary.provenance + ". " + budget_note(sweep))
 with st.expander("Provenance: device, budget, versions"):
     provenance = {"budget": budget, "git_commit": sweep.get("git_commit"), "versions": sweep.get("versions"),
                   "started": sweep.get("started")}
-    # Plain text, not st.code or st.json: their highlighter and viewer (1.5 MB of code) would hold back the figure.
+    # Plain text: st.json's viewer (0.1 MB of code) and st.code's highlighter (1.5 MB) would load with the figure.
     st.text(json.dumps(provenance, indent=2))
 st.caption(OT_CHOICES_NOTE)
 st.caption("Data and model licences: " + LICENCES)

@@ -93,6 +93,12 @@ def test_three_sentences_regime_first_trend_with_its_interval_then_the_caveat():
     assert "differs by language (+0.100 to +0.300 per 10x)" in caveat and "(t, 2 df, p = 0.074)" in caveat
 
 
+def test_a_cell_without_a_scored_start_is_not_counted_as_learned():
+    summary = crafted(True)
+    summary.gains["kd_above_floor"] = [True, True, None, True, True, float("nan")]  # unknown: not learned
+    assert short_answer(summary)[0].startswith("Students learn, though not everywhere: KD beats its start in 4 of 6")
+
+
 def test_a_study_whose_students_did_not_learn_says_so_first():
     regime, trend, _ = short_answer(crafted(False, pooled=(0.01, -0.02, 0.04)))
     assert regime.startswith("The students did not learn at this budget: KD beats its start in none of the 6")

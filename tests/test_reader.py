@@ -10,6 +10,7 @@ languages at different sizes and two seeds, where every expected number can be w
 A bug that resamples queries but not seeds, or that matches a start to another language or size, moves a
 number asserted here."""
 
+import inspect
 import json
 import os
 import sys
@@ -782,17 +783,23 @@ def test_analyse_sweep_gives_every_table_its_metric_bootstrap_size_and_task(stud
     calls = []
     for name in ("accuracy_table", "gain_table", "curve_tables"):
         real = getattr(reader, name)
-        monkeypatch.setattr(reader, name, lambda *a, _real=real, _name=name, **k: calls.append(
-            (_name, a[2:], k)) or _real(*a, **k))
+
+        def spy(*a, _real=real, _name=name, **k):  # the arguments given, by name, however they were passed
+            given = inspect.signature(_real).bind(*a, **k).arguments
+            calls.append((_name, {key: v for key, v in given.items() if isinstance(v, (str, int))}))
+            return _real(*a, **k)
+
+        monkeypatch.setattr(reader, name, spy)
     summary = reader.analyse_sweep(root, metric="ndcg@10", n_boot=50)
-    assert calls == [("accuracy_table", ("ndcg@10", 50), {}), ("gain_table", ("ndcg@10", 50), {}),
-                     ("curve_tables", ("ndcg@10", "headline"), {})]
+    assert calls == [("accuracy_table", dict(metric="ndcg@10", n_boot=50)),
+                     ("gain_table", dict(metric="ndcg@10", n_boot=50)),
+                     ("curve_tables", dict(metric="ndcg@10", task="headline"))]
     assert "fam student sizes" in summary.families["fam"] and "OT minus KD in ndcg@10" in summary.families["fam"]
     assert set(summary.along.b) == {"kd"} and set(summary.along.a) == {"ot"}  # each objective minus KD
     assert summary.along.index.tolist() == list(range(len(summary.along)))
     calls.clear()
     reader.analyse_sweep(root)
-    assert [c[1] for c in calls[:2]] == [("mrr@10", 1000)] * 2  # the default: 1000 draws
+    assert [c[1] for c in calls[:2]] == [dict(metric="mrr@10", n_boot=1000)] * 2  # the default: 1000 draws
 
 
 def test_a_sweep_record_and_its_budget_note(study, tmp_path):
