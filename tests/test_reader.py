@@ -860,3 +860,21 @@ def test_load_summary_reads_the_published_analysis_of_its_metric_else_analyses_t
     read = reader.load_summary(root, "ndcg@10")
     assert read.metric == "ndcg@10" and read.analysis_dir == root / "analysis" / "ndcg10"
     assert read.families == fresh.families
+
+
+def test_curve_tables_of_another_task_and_metric_say_which_and_carry_each_size(study):
+    """siblings at ndcg@10 (half the mrr@10 scores): every table labels its rows with the task and metric it was
+    asked for, computes them from those rows, and carries each size's non-embedding parameters."""
+    from optical_core.study.curves import curve_tables, trained_methods
+
+    root, results = study
+    tables = curve_tables(results, root, "ndcg@10", "siblings")
+    for name in ("curves", "starts", "differences"):
+        table = getattr(tables, name)
+        assert len(table) and set(table.task) == {"siblings"} and set(table.metric) == {"ndcg@10"}, name
+    for table in (tables.curves, tables.differences):
+        assert set(table.params_non_embedding) == {params(1), params(2), params(4)}
+    untrained = row(tables.curves, lang="bbb", layers=4, method="untrained", step=0)
+    assert untrained["mean"] == pytest.approx(start("bbb", 4, "siblings") / 2)
+    assert row(tables.starts, lang="bbb", layers=4, method="kd").mean_start == pytest.approx(untrained["mean"])
+    assert trained_methods(results) == ["kd", "ot"]  # neither the start nor the bm25 baseline
