@@ -7,8 +7,8 @@ waits until `[data-testid='stApp'][data-test-script-state='notRunning']` holds a
 (the regime) and the OT - KD figure are on screen (the first paint; the figure is the PNG that publish drew, or
 the plotly chart for a study without one). Prints a markdown table with the milestones on
 the way: the app shell attached, the answer shown. `--resources` adds, for the last run, what the browser fetched
-from its /_stcore/health check on (Streamlit loads an element's code when the first such element arrives: a data grid or a JSON
-viewer on the page is a megabyte of code to fetch and parse before the page settles).
+from its /_stcore/health check on (Streamlit loads an element's code when the first such element arrives: a data
+grid or a JSON viewer on the page is a megabyte of code to fetch and parse before the page settles).
 
     .venv/bin/python benchmarks/first_paint.py [--runs 3] [--app-dir .] [--resources]
 
@@ -103,7 +103,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--app-dir", default=str(Path(__file__).resolve().parent.parent))
-    parser.add_argument("--resources", action="store_true", help="list what the last run fetched from its health check on")
+    parser.add_argument("--resources", action="store_true",
+                        help="list what the last run fetched from its health check on")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
